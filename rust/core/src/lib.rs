@@ -1,0 +1,21 @@
+//! The Autellix scheduling core: a program table, PLAS/ATLAS priorities discretised into
+//! multi-level queues with anti-starvation and priority preemption, and a load balancer that
+//! keeps a program's long prefixes on one engine. Pure Rust; the Python module `autellix_core`
+//! wraps it (rust/python).
+
+pub mod balancer;
+pub mod config;
+pub mod error;
+pub mod program_table;
+pub mod queues;
+pub mod scheduler;
+
+/// Call ids are chosen by the caller and unique while the call is live.
+pub type CallId = u64;
+pub type ProgramId = u64;
+
+pub use balancer::{BalancerPolicy, LoadBalancer, DEFAULT_SHORT_CALL_TOKENS};
+pub use config::{Policy, SchedulerConfig};
+pub use error::{CoreError, CoreResult};
+pub use program_table::Program;
+pub use scheduler::{Call, CallState, Decision, NewCall, Scheduler, Stats, StepInput};

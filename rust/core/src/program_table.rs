@@ -1,0 +1,137 @@
+//! The process table: one entry per program, with what PLAS, ATLAS and anti-starvation need.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::{CallId, ProgramId};
+
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    /// Engine time of the program's finished calls (PLAS priority).
+    pub attained_service: f64,
+    /// Longest priority + service over its finished calls (ATLAS priority, Algorithm 1).
+    pub critical_path: f64,
+    /// Time its calls spent waiting, counted when a waiting spell ends.
+    pub waiting_time: f64,
+    /// Live calls (waiting or running), in no particular order.
+    pub live_calls: Vec<CallId>,
+    pub last_arrival: f64,
+    pub last_completion: f64,
+    /// When the program last had no live call; the stale timer runs from here.
+    idle_since: f64,
+    /// ATLAS only: priority + service of each finished call, for children naming their parents.
+    pub finished_paths: FxHashMap<CallId, f64>,
+}
+
+impl Program {
+    pub fn active_calls(&self) -> usize {
+        self.live_calls.len()
+    }
+}
+
+/// Programs by id, plus a FIFO of moments programs went idle so stale ones are found without a
+/// scan: `now` never goes backwards, so the FIFO is ordered by time.
+#[derive(Debug, Default)]
+pub struct ProgramTable {
+    programs: FxHashMap<ProgramId, Program>,
+    went_idle: VecDeque<(f64, ProgramId)>,
+}
+
+impl ProgramTable {
+    pub fn get(&self, id: ProgramId) -> Option<&Program> {
+        self.programs.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: ProgramId) -> Option<&mut Program> {
+        self.programs.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.programs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.programs.is_empty()
+    }
+
+    /// Starts a program if it is new; an idle new program can go stale like any other.
+    pub fn ensure(&mut self, id: ProgramId, now: f64) -> &mut Program {
+        let went_idle = &mut self.went_idle;
+        self.programs.entry(id).or_insert_with(|| {
+            went_idle.push_back((now, id));
+            Program { idle_since: now, last_arrival: now, ..Program::default() }
+        })
+    }
+
+    pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
+        let program = self.ensure(id, now);
+        program.live_calls.push(call);
+        program.last_arrival = now;
+    }
+
+    /// Forgets a live call of the program and starts its stale timer if it became idle.
+    pub fn remove_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
+        let Some(program) = self.programs.get_mut(&id) else { return };
+        if let Some(index) = program.live_calls.iter().position(|&c| c == call) {
+            program.live_calls.swap_remove(index);
+        }
+        if program.live_calls.is_empty() {
+            program.idle_since = now;
+            self.went_idle.push_back((now, id));
+        }
+    }
+
+    pub fn remove(&mut self, id: ProgramId) -> Option<Program> {
+        self.programs.remove(&id)
+    }
+
+    /// Drops programs idle for at least `stale_after` seconds; returns how many were dropped.
+    pub fn drop_stale(&mut self, now: f64, stale_after: f64) -> usize {
+        let mut dropped = 0;
+        while let Some(&(since, id)) = self.went_idle.front() {
+            if since + stale_after > now {
+                break;
+            }
+            self.went_idle.pop_front();
+            // Entries of programs that became busy again, or idle later, are out of date.
+            let still_idle = self
+                .programs
+                .get(&id)
+                .is_some_and(|p| p.live_calls.is_empty() && p.idle_since == since);
+            if still_idle {
+                self.programs.remove(&id);
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_programs_go_stale_busy_ones_do_not() {
+        let mut table = ProgramTable::default();
+        table.add_live_call(1, 10, 0.0);
+        table.add_live_call(2, 20, 0.0);
+        table.remove_live_call(1, 10, 1.0);
+        assert_eq!(table.drop_stale(5.0, 5.0), 0);
+        assert_eq!(table.drop_stale(6.0, 5.0), 1);
+        assert!(table.get(1).is_none());
+        assert!(table.get(2).is_some(), "a program with a live call never goes stale");
+    }
+
+    #[test]
+    fn activity_restarts_the_stale_timer() {
+        let mut table = ProgramTable::default();
+        table.add_live_call(1, 10, 0.0);
+        table.remove_live_call(1, 10, 1.0);
+        table.add_live_call(1, 11, 4.0);
+        table.remove_live_call(1, 11, 5.0);
+        assert_eq!(table.drop_stale(7.0, 5.0), 0, "went idle again at 5.0, not 1.0");
+        assert_eq!(table.drop_stale(10.0, 5.0), 1);
+    }
+}

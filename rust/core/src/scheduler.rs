@@ -1,0 +1,559 @@
+//! The scheduler of one engine: calls enter a queue by their program's priority, wait FCFS inside
+//! it, are admitted top-down while the engine has room, are demoted when they use up a quantum,
+//! preempted for calls in strictly more urgent queues, and promoted when they starve.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::config::{Policy, SchedulerConfig};
+use crate::error::{CoreError, CoreResult};
+use crate::program_table::{Program, ProgramTable};
+use crate::queues::{Deadline, QueueEntry, StarvationDeadlines, Ticket, WaitingQueue};
+use crate::{CallId, ProgramId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    Waiting,
+    Running,
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub program: ProgramId,
+    pub state: CallState,
+    pub queue: usize,
+    /// The PLAS/ATLAS priority the call arrived with (0 under fcfs and mlfq).
+    pub priority: f64,
+    /// All engine time the call has had.
+    pub service: f64,
+    /// All time it has waited, counted when a waiting spell ends.
+    pub waiting_time: f64,
+    /// FCFS position in its queue; kept when preempted so the call keeps its place.
+    order: u64,
+    /// Its current waiting spell; queue and deadline entries with another ticket are stale.
+    ticket: Ticket,
+    waiting_since: f64,
+    running_slot: usize,
+    quantum_used: f64,
+    /// W_c and T_c of the anti-starvation rule: reset when the call is promoted.
+    starvation_wait: f64,
+    starvation_service: f64,
+    /// Stamp of the last batch validation that saw this call, to catch ids listed twice.
+    seen_in_batch: u64,
+}
+
+/// What the engine must do now. Calls in `admit` are running and calls in `preempt` are waiting
+/// again as far as the scheduler is concerned.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// Waiting calls to start, most urgent first.
+    pub admit: Vec<CallId>,
+    /// Running calls to stop, least urgent first.
+    pub preempt: Vec<CallId>,
+    /// Waiting calls the anti-starvation rule moved to the top queue in this decision.
+    pub promoted: Vec<CallId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub added: u64,
+    pub admitted: u64,
+    pub preemptions: u64,
+    pub promotions: u64,
+    pub demotions: u64,
+    pub requeues: u64,
+    pub finished: u64,
+    pub dropped_programs: u64,
+}
+
+/// A call arriving in a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCall<'a> {
+    pub call: CallId,
+    pub program: ProgramId,
+    /// ATLAS: the calls whose results this one needs; empty means "not named".
+    pub parents: &'a [CallId],
+}
+
+/// Everything one engine step reports, applied in this order before scheduling.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepInput<'a> {
+    /// Running calls that got `ran_seconds` of engine time in the step.
+    pub ran: &'a [CallId],
+    pub ran_seconds: f64,
+    pub finished: &'a [CallId],
+    pub new_calls: &'a [NewCall<'a>],
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    calls: FxHashMap<CallId, Call>,
+    programs: ProgramTable,
+    waiting: WaitingQueue,
+    deadlines: StarvationDeadlines,
+    waiting_per_queue: Vec<usize>,
+    running: Vec<CallId>,
+    next_order: u64,
+    next_ticket: Ticket,
+    next_batch_stamp: u64,
+    last_now: f64,
+    stats: Stats,
+    decision: Decision,
+    new_ids: FxHashSet<CallId>,
+}
+
+fn is_current(calls: &FxHashMap<CallId, Call>, call: CallId, ticket: Ticket) -> bool {
+    calls.get(&call).is_some_and(|c| c.state == CallState::Waiting && c.ticket == ticket)
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Self {
+        let queues = config.num_queues();
+        Scheduler {
+            config,
+            calls: FxHashMap::default(),
+            programs: ProgramTable::default(),
+            waiting: WaitingQueue::default(),
+            deadlines: StarvationDeadlines::default(),
+            waiting_per_queue: vec![0; queues],
+            running: Vec::new(),
+            next_order: 0,
+            next_ticket: 0,
+            next_batch_stamp: 0,
+            last_now: f64::NEG_INFINITY,
+            stats: Stats::default(),
+            decision: Decision::default(),
+            new_ids: FxHashSet::default(),
+        }
+    }
+
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Live calls: waiting or running.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    pub fn num_running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn num_waiting(&self) -> usize {
+        self.calls.len() - self.running.len()
+    }
+
+    pub fn running(&self) -> &[CallId] {
+        &self.running
+    }
+
+    /// Waiting calls per queue, most urgent queue first.
+    pub fn queue_lengths(&self) -> &[usize] {
+        &self.waiting_per_queue
+    }
+
+    pub fn call(&self, call: CallId) -> Option<&Call> {
+        self.calls.get(&call)
+    }
+
+    pub fn program(&self, program: ProgramId) -> Option<&Program> {
+        self.programs.get(program)
+    }
+
+    pub fn num_programs(&self) -> usize {
+        self.programs.len()
+    }
+
+    // ----- operations: each validates everything first, so a rejected batch changes nothing
+
+    /// Starts a program before its first call (calls of unknown programs start them anyway).
+    pub fn start_program(&mut self, program: ProgramId, now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        self.last_now = now;
+        self.programs.ensure(program, now);
+        Ok(())
+    }
+
+    pub fn add_call(&mut self, call: CallId, program: ProgramId, now: f64, parents: &[CallId]) -> CoreResult<()> {
+        self.add_calls(&[NewCall { call, program, parents }], now)
+    }
+
+    pub fn add_calls(&mut self, calls: &[NewCall], now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        self.check_new_calls(calls)?;
+        self.last_now = now;
+        for call in calls {
+            self.insert_call(call, now);
+        }
+        Ok(())
+    }
+
+    /// Credits `seconds` of engine time to each listed running call.
+    pub fn record_service(&mut self, calls: &[CallId], seconds: f64, now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        check_seconds(seconds)?;
+        self.check_listed(calls, Some(CallState::Running))?;
+        self.last_now = now;
+        self.credit_service(calls, seconds);
+        Ok(())
+    }
+
+    /// Running calls the engine stopped by itself (memory pressure) or could not start after all:
+    /// they wait again and keep their place in their queue.
+    pub fn requeue(&mut self, calls: &[CallId], now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        self.check_listed(calls, Some(CallState::Running))?;
+        self.last_now = now;
+        for &call in calls {
+            self.remove_running(call);
+            self.enqueue_waiting(call, now);
+            self.stats.requeues += 1;
+        }
+        Ok(())
+    }
+
+    /// Finishes (or aborts) live calls, crediting their service to their programs.
+    pub fn finish_calls(&mut self, calls: &[CallId], now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        self.check_listed(calls, None)?;
+        self.last_now = now;
+        for &call in calls {
+            self.finish(call, now);
+        }
+        Ok(())
+    }
+
+    /// Ends a program: drops it and its live calls, whose ids are returned (sorted) so the caller
+    /// can abort them in the engine.
+    pub fn end_program(&mut self, program: ProgramId) -> CoreResult<Vec<CallId>> {
+        let entry = self.programs.remove(program).ok_or(CoreError::UnknownProgram(program))?;
+        let mut dropped = entry.live_calls;
+        for &call in &dropped {
+            match self.calls[&call].state {
+                CallState::Running => self.remove_running(call),
+                CallState::Waiting => self.waiting_per_queue[self.calls[&call].queue] -= 1,
+            }
+            self.calls.remove(&call);
+        }
+        dropped.sort_unstable();
+        Ok(dropped)
+    }
+
+    /// Decides which waiting calls start and which running calls stop, for an engine that can
+    /// run `capacity` calls at once.
+    pub fn schedule(&mut self, now: f64, capacity: usize) -> CoreResult<&Decision> {
+        self.check_now(now)?;
+        self.last_now = now;
+        self.decide(now, capacity);
+        Ok(&self.decision)
+    }
+
+    /// One engine step in one call: service, finishes and arrivals, then a decision.
+    pub fn step(&mut self, input: StepInput, now: f64, capacity: usize) -> CoreResult<&Decision> {
+        self.check_now(now)?;
+        check_seconds(input.ran_seconds)?;
+        self.check_listed(input.ran, Some(CallState::Running))?;
+        self.check_listed(input.finished, None)?;
+        self.check_new_calls(input.new_calls)?;
+        self.last_now = now;
+        self.credit_service(input.ran, input.ran_seconds);
+        for &call in input.finished {
+            self.finish(call, now);
+        }
+        for call in input.new_calls {
+            self.insert_call(call, now);
+        }
+        self.decide(now, capacity);
+        Ok(&self.decision)
+    }
+
+    // ----- validation
+
+    fn check_now(&self, now: f64) -> CoreResult<()> {
+        if !now.is_finite() {
+            return Err(CoreError::InvalidArgument(format!("now must be a finite time in seconds, got {now}")));
+        }
+        if now < self.last_now {
+            return Err(CoreError::InvalidArgument(format!(
+                "time went backwards: now={now} is before the last time seen, {}; pass a monotonic clock",
+                self.last_now
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every listed call is live, listed once, and in `state` when one is required.
+    fn check_listed(&mut self, calls: &[CallId], state: Option<CallState>) -> CoreResult<()> {
+        self.next_batch_stamp += 1;
+        let stamp = self.next_batch_stamp;
+        for &id in calls {
+            let call = self.calls.get_mut(&id).ok_or(CoreError::UnknownCall(id))?;
+            if state.is_some_and(|expected| expected != call.state) {
+                return Err(CoreError::WrongState { call: id, expected: "running" });
+            }
+            if call.seen_in_batch == stamp {
+                return Err(CoreError::DuplicateCall(id));
+            }
+            call.seen_in_batch = stamp;
+        }
+        Ok(())
+    }
+
+    fn check_new_calls(&mut self, calls: &[NewCall]) -> CoreResult<()> {
+        self.new_ids.clear();
+        for new in calls {
+            if self.calls.contains_key(&new.call) || !self.new_ids.insert(new.call) {
+                return Err(CoreError::DuplicateCall(new.call));
+            }
+            if self.config.policy == Policy::Atlas {
+                for &parent in new.parents {
+                    if self.parent_path(new.program, parent).is_none() {
+                        return Err(CoreError::UnknownParent { call: new.call, parent, program: new.program });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- state changes (inputs already validated)
+
+    /// ATLAS: the critical path through `parent` so far (its priority plus its service).
+    fn parent_path(&self, program: ProgramId, parent: CallId) -> Option<f64> {
+        match self.calls.get(&parent) {
+            Some(call) if call.program == program => Some(call.priority + call.service),
+            _ => self.programs.get(program)?.finished_paths.get(&parent).copied(),
+        }
+    }
+
+    fn arrival_priority(&self, new: &NewCall) -> f64 {
+        let program = self.programs.get(new.program);
+        match self.config.policy {
+            Policy::Fcfs | Policy::Mlfq => 0.0,
+            Policy::Plas => program.map_or(0.0, |p| p.attained_service),
+            Policy::Atlas if new.parents.is_empty() => program.map_or(0.0, |p| p.critical_path),
+            Policy::Atlas => new
+                .parents
+                .iter()
+                .filter_map(|&parent| self.parent_path(new.program, parent))
+                .fold(0.0, f64::max),
+        }
+    }
+
+    fn insert_call(&mut self, new: &NewCall, now: f64) {
+        let priority = self.arrival_priority(new);
+        self.programs.add_live_call(new.program, new.call, now);
+        let call = Call {
+            program: new.program,
+            state: CallState::Waiting,
+            queue: self.config.queue_for(priority),
+            priority,
+            service: 0.0,
+            waiting_time: 0.0,
+            order: self.take_order(),
+            ticket: 0,
+            waiting_since: now,
+            running_slot: 0,
+            quantum_used: 0.0,
+            starvation_wait: 0.0,
+            starvation_service: 0.0,
+            seen_in_batch: 0,
+        };
+        self.calls.insert(new.call, call);
+        self.enqueue_waiting(new.call, now);
+        self.stats.added += 1;
+    }
+
+    fn take_order(&mut self) -> u64 {
+        self.next_order += 1;
+        self.next_order
+    }
+
+    /// Starts a waiting spell: a fresh ticket, a queue entry and, below the top queue, the moment
+    /// the anti-starvation rule will promote the call.
+    fn enqueue_waiting(&mut self, id: CallId, now: f64) {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        let beta = self.config.starvation_ratio;
+        let program_aware = self.config.policy.is_program_aware();
+        let call = self.calls.get_mut(&id).expect("validated call");
+        call.state = CallState::Waiting;
+        call.ticket = ticket;
+        call.waiting_since = now;
+        self.waiting.push(QueueEntry { queue: call.queue, order: call.order, ticket, call: id });
+        self.waiting_per_queue[call.queue] += 1;
+        if call.queue == 0 || beta.is_infinite() {
+            return;
+        }
+        // (W_p + W_c + waited) / (T_p + T_c) >= beta  <=>  now >= at. The program's terms are
+        // taken as the spell starts.
+        let (program_wait, program_service) = match self.programs.get(call.program) {
+            Some(program) if program_aware => (program.waiting_time, program.attained_service),
+            _ => (0.0, 0.0),
+        };
+        let at = now + beta * (program_service + call.starvation_service) - (program_wait + call.starvation_wait);
+        self.deadlines.push(Deadline { at, ticket, call: id });
+    }
+
+    /// Ends the current waiting spell, counting it for the call and its program.
+    fn end_waiting(&mut self, id: CallId, now: f64) {
+        let call = self.calls.get_mut(&id).expect("validated call");
+        let waited = now - call.waiting_since;
+        call.waiting_time += waited;
+        call.starvation_wait += waited;
+        self.waiting_per_queue[call.queue] -= 1;
+        if let Some(program) = self.programs.get_mut(call.program) {
+            program.waiting_time += waited;
+        }
+    }
+
+    fn add_running(&mut self, id: CallId) {
+        let call = self.calls.get_mut(&id).expect("validated call");
+        call.state = CallState::Running;
+        call.running_slot = self.running.len();
+        self.running.push(id);
+    }
+
+    fn remove_running(&mut self, id: CallId) {
+        let slot = self.calls[&id].running_slot;
+        self.running.swap_remove(slot);
+        if let Some(&moved) = self.running.get(slot) {
+            self.calls.get_mut(&moved).expect("running call is live").running_slot = slot;
+        }
+    }
+
+    fn credit_service(&mut self, calls: &[CallId], seconds: f64) {
+        let last_queue = self.config.num_queues() - 1;
+        for id in calls {
+            let call = self.calls.get_mut(id).expect("validated call");
+            call.service += seconds;
+            call.starvation_service += seconds;
+            call.quantum_used += seconds;
+            if call.queue < last_queue && call.quantum_used >= self.config.quanta[call.queue] {
+                // Demoted to the tail of the next queue, with a fresh quantum.
+                call.queue += 1;
+                call.quantum_used = 0.0;
+                self.next_order += 1;
+                call.order = self.next_order;
+                self.stats.demotions += 1;
+            }
+        }
+    }
+
+    fn finish(&mut self, id: CallId, now: f64) {
+        match self.calls[&id].state {
+            CallState::Running => self.remove_running(id),
+            CallState::Waiting => self.end_waiting(id, now),
+        }
+        let call = self.calls.remove(&id).expect("validated call");
+        let path = call.priority + call.service;
+        if let Some(program) = self.programs.get_mut(call.program) {
+            program.attained_service += call.service;
+            program.critical_path = program.critical_path.max(path);
+            program.last_completion = now;
+            if self.config.policy == Policy::Atlas {
+                program.finished_paths.insert(id, path);
+            }
+        }
+        self.programs.remove_live_call(call.program, id, now);
+        self.stats.finished += 1;
+    }
+
+    fn peek_waiting(&mut self) -> Option<QueueEntry> {
+        let calls = &self.calls;
+        self.waiting.peek(|e| is_current(calls, e.call, e.ticket))
+    }
+
+    fn admit(&mut self, id: CallId, now: f64) {
+        self.end_waiting(id, now);
+        self.add_running(id);
+        self.decision.admit.push(id);
+        self.stats.admitted += 1;
+    }
+
+    fn preempt(&mut self, id: CallId, now: f64) {
+        self.remove_running(id);
+        self.enqueue_waiting(id, now);
+        self.decision.preempt.push(id);
+        self.stats.preemptions += 1;
+    }
+
+    /// The running call that yields first: lowest queue, latest in it.
+    fn least_urgent_running(&self) -> Option<(CallId, usize)> {
+        self.running
+            .iter()
+            .map(|&id| (id, &self.calls[&id]))
+            .max_by_key(|(_, call)| (call.queue, call.order))
+            .map(|(id, call)| (id, call.queue))
+    }
+
+    fn promote_starved(&mut self, now: f64) {
+        while let Some(deadline) = self.deadlines.pop_due(now) {
+            let starved = self.calls.get(&deadline.call).is_some_and(|c| {
+                c.state == CallState::Waiting && c.ticket == deadline.ticket && c.queue > 0
+            });
+            if !starved {
+                continue;
+            }
+            self.end_waiting(deadline.call, now);
+            self.next_order += 1;
+            let call = self.calls.get_mut(&deadline.call).expect("checked above");
+            call.queue = 0;
+            call.order = self.next_order;
+            call.quantum_used = 0.0;
+            call.starvation_wait = 0.0;
+            call.starvation_service = 0.0;
+            self.enqueue_waiting(deadline.call, now);
+            self.decision.promoted.push(deadline.call);
+            self.stats.promotions += 1;
+        }
+    }
+
+    fn decide(&mut self, now: f64, capacity: usize) {
+        self.decision.admit.clear();
+        self.decision.preempt.clear();
+        self.decision.promoted.clear();
+        self.promote_starved(now);
+        self.stats.dropped_programs += self.programs.drop_stale(now, self.config.stale_after) as u64;
+
+        while self.running.len() > capacity {
+            let (worst, _) = self.least_urgent_running().expect("more running than capacity");
+            self.preempt(worst, now);
+        }
+        while self.running.len() < capacity {
+            let Some(best) = self.peek_waiting() else { break };
+            self.admit(best.call, now);
+        }
+        // Full batch: swap the least urgent running call for a waiting one in a strictly more
+        // urgent queue. Equal queues never swap, so calls do not ping-pong.
+        while let (Some(best), Some((worst, worst_queue))) = (self.peek_waiting(), self.least_urgent_running()) {
+            if best.queue >= worst_queue {
+                break;
+            }
+            self.preempt(worst, now);
+            self.admit(best.call, now);
+        }
+
+        let live_waiting = self.num_waiting();
+        let calls = &self.calls;
+        self.waiting.compact(live_waiting, |e| is_current(calls, e.call, e.ticket));
+        self.deadlines.compact(live_waiting, |d| is_current(calls, d.call, d.ticket));
+    }
+}
+
+fn check_seconds(seconds: f64) -> CoreResult<()> {
+    if seconds.is_finite() && seconds >= 0.0 {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument(format!("service seconds must be finite and >= 0, got {seconds}")))
+    }
+}
