@@ -142,7 +142,7 @@ impl Scheduler {
         Ok(self.inner.start_program(program_id, now)?)
     }
 
-    #[pyo3(signature = (call_id, program_id, now, parents=Vec::new()))]
+    #[pyo3(signature = (call_id, program_id, now, parents=Vec::new()), text_signature = "(self, /, call_id, program_id, now, parents=())")]
     fn add_call(&mut self, call_id: u64, program_id: u64, now: f64, parents: Vec<u64>) -> CoreResult<()> {
         Ok(self.inner.add_call(call_id, program_id, now, &parents)?)
     }
@@ -164,7 +164,10 @@ impl Scheduler {
         Ok(self.inner.schedule(now, capacity)?.into())
     }
 
-    #[pyo3(signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None))]
+    #[pyo3(
+        signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None),
+        text_signature = "(self, /, now, capacity, ran=(), ran_seconds=0.0, finished=(), new_calls=(), new_programs=(), new_parents=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
@@ -314,7 +317,7 @@ struct LoadBalancer {
 #[pymethods]
 impl LoadBalancer {
     #[new]
-    #[pyo3(signature = (num_engines, short_call_tokens=core::DEFAULT_SHORT_CALL_TOKENS, policy="autellix"))]
+    #[pyo3(signature = (num_engines, short_call_tokens=core::DEFAULT_SHORT_CALL_TOKENS, policy="autellix"), text_signature = "(num_engines, short_call_tokens=2048, policy=\"autellix\")")]
     fn new(num_engines: usize, short_call_tokens: u32, policy: &str) -> CoreResult<Self> {
         Ok(LoadBalancer { inner: core::LoadBalancer::new(num_engines, short_call_tokens, policy.parse()?)? })
     }

@@ -1,0 +1,200 @@
+"""The Autellix scheduling core (Rust, via PyO3).
+
+One `Scheduler` per engine ranks every call by how much engine time its program has had (PLAS),
+or by its program's critical path (ATLAS), discretises that into K queues (queue 0 most urgent),
+runs calls FCFS inside a queue, demotes a running call that uses up its queue's quantum, preempts
+the least urgent running call for a waiting one in a strictly more urgent queue when the batch is
+full, and promotes a waiting call to queue 0 once (W_p + W_c) / (T_p + T_c) >= starvation_ratio.
+
+Ids are caller-chosen ints, unique while live. Times are seconds from any monotonic clock;
+`now` never goes backwards. Every operation validates all of its input first: one that raises
+changes nothing.
+"""
+
+from collections.abc import Sequence
+from typing import Literal, Self, TypedDict, final
+
+__version__: str
+__all__ = [
+    "CallStateError",
+    "ConfigError",
+    "Decision",
+    "DuplicateCallError",
+    "InvalidArgumentError",
+    "LoadBalancer",
+    "Scheduler",
+    "SchedulerError",
+    "UnknownCallError",
+    "UnknownParentError",
+    "UnknownProgramError",
+    "__version__",
+]
+
+PolicyName = Literal["fcfs", "mlfq", "plas", "atlas"]
+BalancerPolicyName = Literal["autellix", "least-used", "round-robin"]
+
+class ProgramInfo(TypedDict):
+    attained_service: float  # engine time of its finished calls (PLAS)
+    critical_path: float  # longest priority + service over its finished calls (ATLAS)
+    waiting_time: float  # time its calls waited, counted as each waiting spell ends
+    active_calls: int
+    calls: list[int]  # live call ids, sorted
+    last_arrival: float
+    last_completion: float
+
+class CallInfo(TypedDict):
+    program_id: int
+    state: Literal["waiting", "running"]
+    queue: int
+    priority: float  # the PLAS/ATLAS priority it arrived with
+    service: float
+    waiting_time: float
+
+class SchedulerStats(TypedDict):
+    added: int
+    admitted: int
+    preemptions: int
+    promotions: int
+    demotions: int
+    requeues: int
+    finished: int
+    dropped_programs: int
+
+@final
+class Decision:
+    @property
+    def admit(self) -> list[int]:
+        """Waiting calls to start now, most urgent first; they count as running from now on."""
+    @property
+    def preempt(self) -> list[int]:
+        """Running calls to stop now, least urgent first; they wait again and keep their place."""
+    @property
+    def promoted(self) -> list[int]:
+        """Waiting calls the anti-starvation rule moved to queue 0 in this decision."""
+
+@final
+class Scheduler:
+    def __new__(
+        cls,
+        policy: PolicyName = "plas",
+        queue_boundaries: Sequence[float] | None = None,
+        quanta: Sequence[float] | None = None,
+        starvation_ratio: float | None = None,
+        stale_after: float | None = None,
+    ) -> Self:
+        """Raises ConfigError on a bad configuration.
+
+        queue_boundaries: K-1 strictly increasing attained-service thresholds in seconds
+            (default 1, 2, 4, ..., 64: eight queues). Not allowed with "fcfs" (one queue).
+        quanta: K per-queue quanta in seconds (default: the width of each queue's range).
+        starvation_ratio: beta of the anti-starvation rule (default 4; inf disables it).
+        stale_after: idle programs are dropped after this many seconds (default 900).
+        """
+    @property
+    def policy(self) -> PolicyName: ...
+    @property
+    def queue_boundaries(self) -> list[float]: ...
+    @property
+    def quanta(self) -> list[float]: ...
+    @property
+    def starvation_ratio(self) -> float: ...
+    @property
+    def stale_after(self) -> float: ...
+    @property
+    def num_queues(self) -> int: ...
+    @property
+    def num_waiting(self) -> int: ...
+    @property
+    def num_running(self) -> int: ...
+    @property
+    def num_programs(self) -> int: ...
+    def start_program(self, program_id: int, now: float) -> None:
+        """Adds a program to the table before its first call (a call of a new program does too)."""
+    def add_call(self, call_id: int, program_id: int, now: float, parents: Sequence[int] = ()) -> None:
+        """A new waiting call. `parents` (ATLAS only; others ignore it) are earlier calls of the
+        same program this one depends on: its priority is then the longest parent path.
+        Raises DuplicateCallError, UnknownParentError, InvalidArgumentError."""
+    def add_calls(
+        self,
+        call_ids: Sequence[int],
+        program_ids: Sequence[int],
+        now: float,
+        parents: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        """`add_call` for parallel lists, all or nothing."""
+    def schedule(self, now: float, capacity: int) -> Decision:
+        """Promotes starved calls, drops stale programs, then fills the engine up to `capacity`
+        running calls and swaps running calls for waiting ones in strictly more urgent queues."""
+    def step(
+        self,
+        now: float,
+        capacity: int,
+        ran: Sequence[int] = (),
+        ran_seconds: float = 0.0,
+        finished: Sequence[int] = (),
+        new_calls: Sequence[int] = (),
+        new_programs: Sequence[int] = (),
+        new_parents: Sequence[Sequence[int]] | None = None,
+    ) -> Decision:
+        """One engine step in one crossing: `record_service(ran, ran_seconds)`, `finish_calls(finished)`,
+        `add_calls(new_calls, new_programs, new_parents)`, then `schedule(now, capacity)`.
+        All input is validated before anything changes; a new call may not reuse the id of a call
+        finished in the same step."""
+    def record_service(self, call_ids: Sequence[int], seconds: float, now: float) -> None:
+        """Each listed running call just got `seconds` of engine time (may demote it).
+        Raises UnknownCallError, CallStateError (not running), DuplicateCallError."""
+    def requeue(self, call_ids: Sequence[int], now: float) -> None:
+        """Running calls the engine stopped on its own (memory pressure) or could not start after
+        all: they wait again, keeping their place."""
+    def finish_call(self, call_id: int, now: float) -> None:
+        """A live call finished or was aborted; its service is credited to its program."""
+    def finish_calls(self, call_ids: Sequence[int], now: float) -> None: ...
+    def end_program(self, program_id: int) -> list[int]:
+        """Removes the program and its live calls; returns their ids (sorted) so the caller can
+        abort them in the engine. Raises UnknownProgramError."""
+    def program_info(self, program_id: int) -> ProgramInfo:
+        """Raises UnknownProgramError."""
+    def call_info(self, call_id: int) -> CallInfo:
+        """Raises UnknownCallError."""
+    def queue_of(self, call_id: int) -> int:
+        """The call's queue, 0 = most urgent. Raises UnknownCallError."""
+    def queue_lengths(self) -> list[int]:
+        """Waiting calls per queue."""
+    def running(self) -> list[int]: ...
+    def stats(self) -> SchedulerStats: ...
+    def __len__(self) -> int:
+        """Live calls: waiting or running."""
+    def __contains__(self, call_id: int, /) -> bool: ...
+
+@final
+class LoadBalancer:
+    def __new__(cls, num_engines: int, short_call_tokens: int = 2048, policy: BalancerPolicyName = "autellix") -> Self:
+        """"autellix": calls of at most `short_call_tokens` prompt tokens go to the least-used
+        engine, longer ones to the engine their program is pinned to (pinned on first placement).
+        Raises ConfigError."""
+    def route(self, program_id: int, prompt_tokens: int) -> int:
+        """The engine for this call; it counts as outstanding there until `release`."""
+    def release(self, engine: int) -> None:
+        """A call routed to `engine` is done. Raises InvalidArgumentError."""
+    def forget(self, program_id: int) -> None:
+        """Unpins an ended program."""
+    def pinned(self, program_id: int) -> int | None: ...
+    def loads(self) -> list[int]:
+        """Outstanding calls per engine."""
+    @property
+    def num_engines(self) -> int: ...
+    @property
+    def short_call_tokens(self) -> int: ...
+    @property
+    def policy(self) -> BalancerPolicyName: ...
+
+class SchedulerError(Exception):
+    """Base class of the errors of autellix_core."""
+
+class UnknownCallError(SchedulerError): ...
+class DuplicateCallError(SchedulerError): ...
+class UnknownProgramError(SchedulerError): ...
+class CallStateError(SchedulerError): ...
+class UnknownParentError(SchedulerError): ...
+class ConfigError(SchedulerError): ...
+class InvalidArgumentError(SchedulerError): ...
