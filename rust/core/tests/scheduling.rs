@@ -1,0 +1,240 @@
+//! Behaviour of one engine's scheduler, policy by policy.
+
+use autellix_sched::{CallState, CoreError, NewCall, Policy, Scheduler, SchedulerConfig, StepInput};
+
+/// Queues [0,1) [1,2) [2,4) [4,inf) with the default quanta (their widths: 1, 1, 2, 2).
+fn scheduler(policy: Policy) -> Scheduler {
+    scheduler_with_beta(policy, f64::INFINITY)
+}
+
+fn scheduler_with_beta(policy: Policy, beta: f64) -> Scheduler {
+    let boundaries = (policy != Policy::Fcfs).then(|| vec![1.0, 2.0, 4.0]);
+    Scheduler::new(SchedulerConfig::new(policy, boundaries, None, Some(beta), None).unwrap())
+}
+
+/// Runs `call` alone for `seconds` and finishes it, so its program gains that much service.
+fn serve_and_finish(s: &mut Scheduler, call: u64, program: u64, now: f64, seconds: f64) {
+    s.add_call(call, program, now, &[]).unwrap();
+    assert_eq!(s.schedule(now, 1).unwrap().admit, vec![call]);
+    s.record_service(&[call], seconds, now + seconds).unwrap();
+    s.finish_calls(&[call], now + seconds).unwrap();
+}
+
+#[test]
+fn plas_light_program_overtakes_heavy_program() {
+    let mut s = scheduler(Policy::Plas);
+    serve_and_finish(&mut s, 1, 100, 0.0, 3.0); // program 100 has 3 s of service: queue 2
+    s.add_call(2, 100, 3.0, &[]).unwrap();
+    s.add_call(3, 200, 3.0, &[]).unwrap(); // a new program: queue 0
+    assert_eq!(s.call(2).unwrap().queue, 2);
+    assert_eq!(s.call(3).unwrap().queue, 0);
+    assert_eq!(s.schedule(3.0, 1).unwrap().admit, vec![3], "the program with less service goes first");
+    assert_eq!(s.program(100).unwrap().attained_service, 3.0);
+}
+
+#[test]
+fn fcfs_runs_in_arrival_order_and_never_preempts() {
+    let mut s = scheduler(Policy::Fcfs);
+    serve_and_finish(&mut s, 1, 100, 0.0, 50.0);
+    s.add_call(2, 100, 50.0, &[]).unwrap();
+    s.add_call(3, 200, 50.0, &[]).unwrap();
+    assert_eq!(s.schedule(50.0, 1).unwrap().admit, vec![2]);
+    s.record_service(&[2], 100.0, 150.0).unwrap();
+    let decision = s.schedule(150.0, 1).unwrap();
+    assert!(decision.admit.is_empty() && decision.preempt.is_empty());
+}
+
+#[test]
+fn mlfq_ignores_programs_and_demotes_by_quantum() {
+    let mut s = scheduler(Policy::Mlfq);
+    serve_and_finish(&mut s, 1, 100, 0.0, 30.0);
+    s.add_call(2, 100, 30.0, &[]).unwrap();
+    assert_eq!(s.call(2).unwrap().queue, 0, "call-level: every call starts at the top");
+    s.schedule(30.0, 1).unwrap();
+    s.record_service(&[2], 0.5, 30.5).unwrap();
+    assert_eq!(s.call(2).unwrap().queue, 0);
+    s.record_service(&[2], 0.5, 31.0).unwrap();
+    assert_eq!(s.call(2).unwrap().queue, 1, "used up queue 0's 1 s quantum");
+    s.record_service(&[2], 1.0, 32.0).unwrap();
+    assert_eq!(s.call(2).unwrap().queue, 2);
+    assert_eq!(s.stats().demotions, 3, "two for call 2, one for call 1: one queue per record at most");
+}
+
+#[test]
+fn atlas_uses_the_critical_path_not_the_sum() {
+    let mut s = scheduler(Policy::Atlas);
+    // Two parallel calls of 1.5 s each: the sum is 3 s but the critical path is 1.5 s.
+    s.add_call(1, 7, 0.0, &[]).unwrap();
+    s.add_call(2, 7, 0.0, &[]).unwrap();
+    s.schedule(0.0, 2).unwrap();
+    s.record_service(&[1, 2], 1.5, 1.5).unwrap();
+    s.finish_calls(&[1, 2], 1.5).unwrap();
+    let program = s.program(7).unwrap();
+    assert_eq!((program.attained_service, program.critical_path), (3.0, 1.5));
+    s.add_call(3, 7, 1.5, &[]).unwrap();
+    assert_eq!(s.call(3).unwrap().priority, 1.5);
+    assert_eq!(s.call(3).unwrap().queue, 1);
+}
+
+#[test]
+fn atlas_named_parents_take_the_longest_parent_path() {
+    let mut s = scheduler(Policy::Atlas);
+    s.add_call(1, 7, 0.0, &[]).unwrap();
+    s.add_call(2, 7, 0.0, &[]).unwrap();
+    s.schedule(0.0, 2).unwrap();
+    s.record_service(&[1, 2], 0.5, 0.5).unwrap();
+    s.finish_calls(&[1], 0.5).unwrap();
+    s.record_service(&[2], 2.5, 3.0).unwrap();
+    s.finish_calls(&[2], 3.0).unwrap();
+    s.add_call(3, 7, 3.0, &[1]).unwrap();
+    s.add_call(4, 7, 3.0, &[1, 2]).unwrap();
+    assert_eq!(s.call(3).unwrap().priority, 0.5, "only its own parent's path counts");
+    assert_eq!(s.call(4).unwrap().priority, 3.0);
+    let err = s.add_call(5, 7, 3.0, &[99]).unwrap_err();
+    assert!(matches!(err, CoreError::UnknownParent { parent: 99, .. }));
+    let err = s.add_call(6, 8, 3.0, &[1]).unwrap_err();
+    assert!(matches!(err, CoreError::UnknownParent { program: 8, .. }), "parents must be of the same program");
+}
+
+#[test]
+fn full_batch_preempts_only_for_strictly_more_urgent_queues() {
+    let mut s = scheduler(Policy::Plas);
+    serve_and_finish(&mut s, 1, 100, 0.0, 5.0); // program 100: queue 3
+    s.add_call(2, 100, 5.0, &[]).unwrap();
+    s.add_call(3, 101, 5.0, &[]).unwrap();
+    assert_eq!(s.schedule(5.0, 2).unwrap().admit, vec![3, 2]);
+    // Same-queue newcomers never displace a running call of their own queue.
+    s.add_call(4, 102, 5.0, &[]).unwrap();
+    let decision = s.schedule(5.0, 2).unwrap().clone();
+    assert_eq!((decision.admit, decision.preempt), (vec![4], vec![2]), "queue 0 beats queue 3");
+    s.add_call(5, 103, 5.0, &[]).unwrap();
+    let decision = s.schedule(5.0, 2).unwrap();
+    assert!(decision.preempt.is_empty(), "queue 0 does not preempt queue 0: no ping-pong");
+    assert_eq!(s.call(2).unwrap().state, CallState::Waiting);
+    assert_eq!(s.stats().preemptions, 1);
+}
+
+#[test]
+fn preempted_call_keeps_its_place() {
+    let mut s = scheduler(Policy::Mlfq);
+    s.add_call(1, 1, 0.0, &[]).unwrap();
+    s.add_call(2, 2, 0.0, &[]).unwrap();
+    s.schedule(0.0, 1).unwrap();
+    s.requeue(&[1], 0.1).unwrap();
+    s.add_call(3, 3, 0.2, &[]).unwrap();
+    assert_eq!(s.schedule(0.2, 1).unwrap().admit, vec![1], "1 arrived first and is back at the head");
+}
+
+#[test]
+fn shrinking_capacity_preempts_the_least_urgent() {
+    let mut s = scheduler(Policy::Mlfq);
+    for call in 1..=3 {
+        s.add_call(call, call, 0.0, &[]).unwrap();
+    }
+    s.schedule(0.0, 3).unwrap();
+    assert_eq!(s.schedule(0.0, 1).unwrap().preempt, vec![3, 2]);
+    assert_eq!(s.running(), &[1]);
+}
+
+#[test]
+fn anti_starvation_promotes_after_beta_times_service() {
+    let mut s = scheduler_with_beta(Policy::Plas, 2.0);
+    serve_and_finish(&mut s, 1, 100, 0.0, 5.0); // T_p = 5 s
+    s.add_call(2, 100, 5.0, &[]).unwrap(); // queue 3: promoted once W >= 2 * 5 s, at t = 15
+    s.add_call(3, 200, 5.0, &[]).unwrap();
+    s.schedule(5.0, 1).unwrap(); // 3 runs
+    assert!(s.schedule(14.9, 1).unwrap().promoted.is_empty());
+    assert_eq!(s.schedule(15.0, 1).unwrap().promoted, vec![2]);
+    assert_eq!(s.call(2).unwrap().queue, 0);
+    assert_eq!(s.call(2).unwrap().waiting_time, 10.0);
+    s.finish_calls(&[3], 15.0).unwrap();
+    assert_eq!(s.schedule(15.0, 1).unwrap().admit, vec![2]);
+    assert_eq!(s.program(100).unwrap().waiting_time, 10.0);
+}
+
+#[test]
+fn a_heavy_program_finishes_under_a_stream_of_light_ones() {
+    for (beta, expect_to_run) in [(2.0, true), (f64::INFINITY, false)] {
+        let mut s = scheduler_with_beta(Policy::Plas, beta);
+        serve_and_finish(&mut s, 1, 1, 0.0, 10.0);
+        s.add_call(2, 1, 10.0, &[]).unwrap();
+        let mut heavy_ran = false;
+        let mut now = 10.0;
+        for light in 0..2_000u64 {
+            // A new light program every 0.1 s keeps queue 0 busy forever.
+            let running = s.running().to_vec();
+            s.record_service(&running, 0.1, now).unwrap();
+            let done: Vec<u64> = running.into_iter().filter(|&c| c != 2).collect();
+            s.finish_calls(&done, now).unwrap();
+            s.add_call(1_000 + light, 1_000 + light, now, &[]).unwrap();
+            heavy_ran |= s.schedule(now, 1).unwrap().admit.contains(&2);
+            now += 0.1;
+        }
+        assert_eq!(heavy_ran, expect_to_run, "beta = {beta}");
+    }
+}
+
+#[test]
+fn end_program_drops_its_calls_and_reports_them() {
+    let mut s = scheduler(Policy::Plas);
+    s.add_call(5, 1, 0.0, &[]).unwrap();
+    s.add_call(3, 1, 0.0, &[]).unwrap();
+    s.add_call(4, 2, 0.0, &[]).unwrap();
+    s.schedule(0.0, 1).unwrap();
+    assert_eq!(s.end_program(1).unwrap(), vec![3, 5]);
+    assert_eq!((s.len(), s.num_waiting(), s.queue_lengths().iter().sum::<usize>()), (1, 1, 1));
+    assert_eq!(s.schedule(0.0, 1).unwrap().admit, vec![4]);
+    assert!(matches!(s.end_program(1), Err(CoreError::UnknownProgram(1))));
+}
+
+#[test]
+fn stale_idle_programs_are_dropped() {
+    let config = SchedulerConfig::new(Policy::Plas, None, None, None, Some(10.0)).unwrap();
+    let mut s = Scheduler::new(config);
+    serve_and_finish(&mut s, 1, 1, 0.0, 1.0);
+    s.start_program(2, 1.0).unwrap();
+    s.schedule(10.5, 1).unwrap();
+    assert!(s.program(1).is_some());
+    s.schedule(11.0, 1).unwrap();
+    assert!(s.program(1).is_none() && s.program(2).is_none());
+    assert_eq!(s.stats().dropped_programs, 2);
+}
+
+#[test]
+fn a_rejected_step_changes_nothing() {
+    let mut s = scheduler(Policy::Plas);
+    s.add_call(1, 1, 0.0, &[]).unwrap();
+    s.schedule(0.0, 1).unwrap();
+    let new_calls = [NewCall { call: 2, program: 1, parents: &[] }, NewCall { call: 1, program: 1, parents: &[] }];
+    let input = StepInput { ran: &[1], ran_seconds: 0.5, finished: &[], new_calls: &new_calls };
+    assert!(matches!(s.step(input, 1.0, 1), Err(CoreError::DuplicateCall(1))));
+    assert_eq!(s.call(1).unwrap().service, 0.0, "the service of the rejected step was not recorded");
+    assert!(s.call(2).is_none());
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn step_applies_service_finishes_arrivals_then_decides() {
+    let mut s = scheduler(Policy::Plas);
+    s.add_call(1, 1, 0.0, &[]).unwrap();
+    s.schedule(0.0, 1).unwrap();
+    let new_calls = [NewCall { call: 2, program: 1, parents: &[] }];
+    let input = StepInput { ran: &[1], ran_seconds: 1.5, finished: &[1], new_calls: &new_calls };
+    assert_eq!(s.step(input, 1.5, 1).unwrap().admit, vec![2]);
+    assert_eq!(s.call(2).unwrap().queue, 1, "priority came from the service recorded in the same step");
+}
+
+#[test]
+fn bad_input_is_rejected_with_typed_errors() {
+    let mut s = scheduler(Policy::Plas);
+    s.add_call(1, 1, 5.0, &[]).unwrap();
+    assert!(matches!(s.add_call(1, 1, 5.0, &[]), Err(CoreError::DuplicateCall(1))));
+    assert!(matches!(s.record_service(&[1], 1.0, 5.0), Err(CoreError::WrongState { call: 1, .. })));
+    assert!(matches!(s.finish_calls(&[2], 5.0), Err(CoreError::UnknownCall(2))));
+    assert!(matches!(s.finish_calls(&[1, 1], 5.0), Err(CoreError::DuplicateCall(1))));
+    assert!(s.schedule(4.0, 1).unwrap_err().to_string().contains("time went backwards"));
+    assert!(matches!(s.schedule(f64::NAN, 1), Err(CoreError::InvalidArgument(_))));
+    s.schedule(5.0, 1).unwrap();
+    assert!(matches!(s.record_service(&[1], -1.0, 5.0), Err(CoreError::InvalidArgument(_))));
+    assert_eq!(s.len(), 1);
+}
