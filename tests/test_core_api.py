@@ -1,0 +1,164 @@
+"""The Python surface of autellix_core: arguments, results, errors and the stub."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import autellix_core as core
+import pytest
+
+
+def test_defaults_are_the_documented_ones():
+    s = core.Scheduler()
+    assert s.policy == "plas"
+    assert s.queue_boundaries == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+    assert s.quanta == [1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 32.0]
+    assert (s.num_queues, s.starvation_ratio, s.stale_after) == (8, 4.0, 900.0)
+    assert core.Scheduler("fcfs").num_queues == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"policy": "lifo"}, "unknown policy"),
+        ({"queue_boundaries": [2.0, 1.0]}, "strictly increasing"),
+        ({"queue_boundaries": [1.0], "quanta": [1.0]}, "one value per queue"),
+        ({"starvation_ratio": -1.0}, "starvation_ratio"),
+        ({"policy": "fcfs", "quanta": [1.0]}, "single queue"),
+    ],
+)
+def test_bad_configuration_raises_config_error(kwargs, message):
+    with pytest.raises(core.ConfigError, match=message):
+        core.Scheduler(**kwargs)
+
+
+def test_a_light_program_overtakes_a_heavy_one():
+    s = core.Scheduler("plas", queue_boundaries=[1.0, 2.0, 4.0])
+    s.add_call(1, 100, 0.0)
+    assert s.schedule(0.0, 1).admit == [1]
+    s.record_service([1], 3.0, 3.0)
+    s.finish_call(1, 3.0)
+    s.add_call(2, 100, 3.0)
+    s.add_call(3, 200, 3.0)
+    assert (s.queue_of(2), s.queue_of(3)) == (2, 0)
+    decision = s.schedule(3.0, 1)
+    assert decision.admit == [3]
+    assert decision.preempt == []
+    info = s.program_info(100)
+    assert info["attained_service"] == 3.0 and info["calls"] == [2] and info["active_calls"] == 1
+    assert s.call_info(2) == {
+        "program_id": 100,
+        "state": "waiting",
+        "queue": 2,
+        "priority": 3.0,
+        "service": 0.0,
+        "waiting_time": 0.0,
+    }
+
+
+def test_step_equals_the_separate_operations():
+    one, many = core.Scheduler("atlas"), core.Scheduler("atlas")
+    for s in (one, many):
+        s.add_calls([1, 2], [7, 7], 0.0)
+        s.schedule(0.0, 2)
+    decision = one.step(2.0, 2, ran=[1, 2], ran_seconds=1.5, finished=[1], new_calls=[3], new_programs=[7], new_parents=[[1]])
+    many.record_service([1, 2], 1.5, 2.0)
+    many.finish_calls([1], 2.0)
+    many.add_call(3, 7, 2.0, parents=[1])
+    assert decision.admit == many.schedule(2.0, 2).admit == [3]
+    assert one.call_info(3) == many.call_info(3)
+    assert one.call_info(3)["priority"] == 1.5
+
+
+def test_errors_are_typed_clear_and_change_nothing():
+    s = core.Scheduler()
+    s.add_call(1, 1, 1.0)
+    with pytest.raises(core.DuplicateCallError, match="call 1 is already live"):
+        s.add_calls([2, 1], [1, 1], 1.0)
+    assert 2 not in s and len(s) == 1
+    with pytest.raises(core.CallStateError, match="call 1 is not running"):
+        s.record_service([1], 1.0, 1.0)
+    with pytest.raises(core.UnknownCallError, match="unknown call 9"):
+        s.finish_call(9, 1.0)
+    with pytest.raises(core.UnknownProgramError, match="unknown program 5"):
+        s.program_info(5)
+    with pytest.raises(core.InvalidArgumentError, match="time went backwards"):
+        s.schedule(0.5, 1)
+    with pytest.raises(core.InvalidArgumentError, match="parallel lists"):
+        s.add_calls([3, 4], [1], 1.0)
+    with pytest.raises(core.InvalidArgumentError, match="finite"):
+        s.schedule(math.nan, 1)
+    for error in (core.UnknownCallError, core.DuplicateCallError, core.ConfigError, core.UnknownParentError):
+        assert issubclass(error, core.SchedulerError)
+    assert len(s) == 1 and s.num_waiting == 1
+
+
+def test_rejected_step_records_nothing():
+    s = core.Scheduler()
+    s.add_call(1, 1, 0.0)
+    s.schedule(0.0, 1)
+    with pytest.raises(core.UnknownCallError):
+        s.step(1.0, 1, ran=[1], ran_seconds=0.5, finished=[42])
+    assert s.call_info(1)["service"] == 0.0
+
+
+def test_wrong_python_types_raise_python_errors_not_panics():
+    s = core.Scheduler()
+    with pytest.raises(OverflowError):
+        s.add_call(-1, 1, 0.0)
+    with pytest.raises(TypeError):
+        s.add_call("one", 1, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        s.record_service("12", 1.0, 0.0)  # type: ignore[arg-type]
+    assert len(s) == 0
+
+
+def test_end_program_returns_its_live_calls():
+    s = core.Scheduler()
+    s.add_calls([5, 3, 4], [1, 1, 2], 0.0)
+    s.schedule(0.0, 1)
+    assert s.end_program(1) == [3, 5]
+    assert len(s) == 1 and s.queue_lengths()[0] + s.num_running == 1
+    with pytest.raises(core.UnknownProgramError):
+        s.end_program(1)
+
+
+def test_anti_starvation_promotes_and_reports_it():
+    s = core.Scheduler("plas", queue_boundaries=[1.0, 2.0, 4.0], starvation_ratio=2.0)
+    s.add_call(1, 100, 0.0)
+    s.schedule(0.0, 1)
+    s.record_service([1], 5.0, 5.0)
+    s.finish_call(1, 5.0)
+    s.add_calls([2, 3], [100, 200], 5.0)
+    s.schedule(5.0, 1)
+    assert s.schedule(15.0, 1).promoted == [2]
+    assert s.queue_of(2) == 0
+    assert s.stats()["promotions"] == 1
+
+
+def test_load_balancer_pins_long_calls_and_spreads_short_ones():
+    b = core.LoadBalancer(3, short_call_tokens=100)
+    assert (b.num_engines, b.short_call_tokens, b.policy) == (3, 100, "autellix")
+    assert [b.route(1, 10), b.route(2, 10)] == [0, 1]
+    assert b.route(9, 500) == 2 and b.pinned(9) == 2
+    assert b.route(9, 500) == 2
+    assert b.loads() == [1, 1, 2]
+    b.release(2)
+    with pytest.raises(core.InvalidArgumentError, match="does not exist"):
+        b.release(3)
+    with pytest.raises(core.ConfigError, match="unknown balancer policy"):
+        core.LoadBalancer(2, policy="random")  # type: ignore[arg-type]
+    rr = core.LoadBalancer(2, policy="round-robin")
+    assert [rr.route(1, 1) for _ in range(4)] == [0, 1, 0, 1]
+
+
+def test_stub_matches_the_built_module():
+    allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "autellix_core", "--allowlist", str(allowlist)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
