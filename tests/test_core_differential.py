@@ -78,8 +78,9 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
         elif kind == "step":
             new_program = data.draw(st.sampled_from(PROGRAMS))
             done = data.draw(st.lists(st.sampled_from(live), unique=True, max_size=1)) if live else []
-            op = lambda s, c=running, d=done, i=next_id, p=new_program, cap=data.draw(st.integers(0, 4)), t=data.draw(st.floats(0, 1)): s.step(  # noqa: E731
-                now, cap, ran=c, ran_seconds=t, finished=d, new_calls=[i], new_programs=[p]
+            ran = {"ran_all": True} if data.draw(st.booleans()) else {"ran": running}
+            op = lambda s, r=ran, d=done, i=next_id, p=new_program, cap=data.draw(st.integers(0, 4)), t=data.draw(st.floats(0, 1)): s.step(  # noqa: E731
+                now, cap, ran_seconds=t, finished=d, new_calls=[i], new_programs=[p], **r
             )
             ids.append(next_id)
             next_id += 1

@@ -254,15 +254,18 @@ class ReferenceScheduler:
         new_calls=(),
         new_programs=(),
         new_parents=None,
+        ran_all=False,
     ) -> Decision:
         arrivals = self._zip_arrivals(new_calls, new_programs, new_parents)
         self._check_now(now)
         self._check_seconds(ran_seconds)
+        if ran_all and ran:
+            raise InvalidArgumentError("pass either ran or ran_all, not both")
         self._check_listed(ran, RUNNING)
         self._check_listed(finished, None)
         self._check_new(arrivals)
         self._last_now = now
-        self._credit(ran, ran_seconds)
+        self._credit(list(self._running) if ran_all else ran, ran_seconds)
         for call_id in finished:
             self._finish(call_id, now)
         for arrival in arrivals:

@@ -135,8 +135,10 @@ class Scheduler:
         new_calls: Sequence[int] = (),
         new_programs: Sequence[int] = (),
         new_parents: Sequence[Sequence[int]] | None = None,
+        ran_all: bool = False,
     ) -> Decision:
-        """One engine step in one crossing: `record_service(ran, ran_seconds)`, `finish_calls(finished)`,
+        """One engine step in one crossing: `record_service(ran, ran_seconds)` (with `ran_all=True`:
+        every running call, and `ran` stays empty), `finish_calls(finished)`,
         `add_calls(new_calls, new_programs, new_parents)`, then `schedule(now, capacity)`.
         All input is validated before anything changes; a new call may not reuse the id of a call
         finished in the same step."""

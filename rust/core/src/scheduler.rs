@@ -32,7 +32,6 @@ pub struct Call {
     /// Its current waiting spell; queue and deadline entries with another ticket are stale.
     ticket: Ticket,
     waiting_since: f64,
-    running_slot: usize,
     quantum_used: f64,
     /// W_c and T_c of the anti-starvation rule: reset when the call is promoted.
     starvation_wait: f64,
@@ -79,6 +78,8 @@ pub struct NewCall<'a> {
 pub struct StepInput<'a> {
     /// Running calls that got `ran_seconds` of engine time in the step.
     pub ran: &'a [CallId],
+    /// Every running call got `ran_seconds` (the usual engine step); `ran` must then be empty.
+    pub ran_all: bool,
     pub ran_seconds: f64,
     pub finished: &'a [CallId],
     pub new_calls: &'a [NewCall<'a>],
@@ -261,11 +262,21 @@ impl Scheduler {
     pub fn step(&mut self, input: StepInput, now: f64, capacity: usize) -> CoreResult<&Decision> {
         self.check_now(now)?;
         check_seconds(input.ran_seconds)?;
+        if input.ran_all && !input.ran.is_empty() {
+            return Err(CoreError::InvalidArgument("pass either ran or ran_all, not both".into()));
+        }
         self.check_listed(input.ran, Some(CallState::Running))?;
         self.check_listed(input.finished, None)?;
         self.check_new_calls(input.new_calls)?;
         self.last_now = now;
-        self.credit_service(input.ran, input.ran_seconds);
+        if input.ran_all {
+            // Taken out and put back so the ids can be read while calls change; no allocation.
+            let running = std::mem::take(&mut self.running);
+            self.credit_service(&running, input.ran_seconds);
+            self.running = running;
+        } else {
+            self.credit_service(input.ran, input.ran_seconds);
+        }
         for &call in input.finished {
             self.finish(call, now);
         }
@@ -362,7 +373,6 @@ impl Scheduler {
             order: self.take_order(),
             ticket: 0,
             waiting_since: now,
-            running_slot: 0,
             quantum_used: 0.0,
             starvation_wait: 0.0,
             starvation_service: 0.0,
@@ -417,18 +427,15 @@ impl Scheduler {
     }
 
     fn add_running(&mut self, id: CallId) {
-        let call = self.calls.get_mut(&id).expect("validated call");
-        call.state = CallState::Running;
-        call.running_slot = self.running.len();
+        self.calls.get_mut(&id).expect("validated call").state = CallState::Running;
         self.running.push(id);
     }
 
+    /// Keeps the others in admission order, which `ran_all` credits in (demotions assign FCFS
+    /// positions in that order). The batch is small, so the linear search and shift are cheap.
     fn remove_running(&mut self, id: CallId) {
-        let slot = self.calls[&id].running_slot;
-        self.running.swap_remove(slot);
-        if let Some(&moved) = self.running.get(slot) {
-            self.calls.get_mut(&moved).expect("running call is live").running_slot = slot;
-        }
+        let slot = self.running.iter().position(|&r| r == id).expect("running call is in the batch");
+        self.running.remove(slot);
     }
 
     fn credit_service(&mut self, calls: &[CallId], seconds: f64) {

@@ -206,7 +206,7 @@ fn a_rejected_step_changes_nothing() {
     s.add_call(1, 1, 0.0, &[]).unwrap();
     s.schedule(0.0, 1).unwrap();
     let new_calls = [NewCall { call: 2, program: 1, parents: &[] }, NewCall { call: 1, program: 1, parents: &[] }];
-    let input = StepInput { ran: &[1], ran_seconds: 0.5, finished: &[], new_calls: &new_calls };
+    let input = StepInput { ran: &[1], ran_seconds: 0.5, new_calls: &new_calls, ..StepInput::default() };
     assert!(matches!(s.step(input, 1.0, 1), Err(CoreError::DuplicateCall(1))));
     assert_eq!(s.call(1).unwrap().service, 0.0, "the service of the rejected step was not recorded");
     assert!(s.call(2).is_none());
@@ -219,9 +219,24 @@ fn step_applies_service_finishes_arrivals_then_decides() {
     s.add_call(1, 1, 0.0, &[]).unwrap();
     s.schedule(0.0, 1).unwrap();
     let new_calls = [NewCall { call: 2, program: 1, parents: &[] }];
-    let input = StepInput { ran: &[1], ran_seconds: 1.5, finished: &[1], new_calls: &new_calls };
+    let input = StepInput { ran: &[1], ran_seconds: 1.5, finished: &[1], new_calls: &new_calls, ..StepInput::default() };
     assert_eq!(s.step(input, 1.5, 1).unwrap().admit, vec![2]);
     assert_eq!(s.call(2).unwrap().queue, 1, "priority came from the service recorded in the same step");
+}
+
+#[test]
+fn ran_all_credits_every_running_call() {
+    let mut s = scheduler(Policy::Mlfq);
+    for call in 1..=3 {
+        s.add_call(call, call, 0.0, &[]).unwrap();
+    }
+    s.schedule(0.0, 2).unwrap();
+    let input = StepInput { ran_all: true, ran_seconds: 0.25, ..StepInput::default() };
+    s.step(input, 0.25, 2).unwrap();
+    let service: Vec<f64> = (1..=3).map(|c| s.call(c).unwrap().service).collect();
+    assert_eq!(service, vec![0.25, 0.25, 0.0]);
+    let both = StepInput { ran: &[1], ran_all: true, ..StepInput::default() };
+    assert!(matches!(s.step(both, 0.5, 2), Err(CoreError::InvalidArgument(_))));
 }
 
 #[test]

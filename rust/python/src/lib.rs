@@ -165,8 +165,8 @@ impl Scheduler {
     }
 
     #[pyo3(
-        signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None),
-        text_signature = "(self, /, now, capacity, ran=(), ran_seconds=0.0, finished=(), new_calls=(), new_programs=(), new_parents=None)"
+        signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None, ran_all=false),
+        text_signature = "(self, /, now, capacity, ran=(), ran_seconds=0.0, finished=(), new_calls=(), new_programs=(), new_parents=None, ran_all=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn step(
@@ -179,10 +179,11 @@ impl Scheduler {
         new_calls: Vec<u64>,
         new_programs: Vec<u64>,
         new_parents: Option<Vec<Vec<u64>>>,
+        ran_all: bool,
     ) -> CoreResult<Decision> {
         let parents = new_parents.unwrap_or_default();
         let arrivals = self::new_calls(&new_calls, &new_programs, &parents)?;
-        let input = core::StepInput { ran: &ran, ran_seconds, finished: &finished, new_calls: &arrivals };
+        let input = core::StepInput { ran: &ran, ran_all, ran_seconds, finished: &finished, new_calls: &arrivals };
         Ok(self.inner.step(input, now, capacity)?.into())
     }
 
