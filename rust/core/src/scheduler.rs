@@ -480,6 +480,12 @@ impl Scheduler {
         self.waiting.peek(|e| is_current(calls, e.call, e.ticket))
     }
 
+    fn pop_waiting(&mut self) -> Option<QueueEntry> {
+        let calls = &self.calls;
+        self.waiting.pop(|e| is_current(calls, e.call, e.ticket))
+    }
+
+    /// Starts a waiting call whose queue entry the caller has just popped.
     fn admit(&mut self, id: CallId, now: f64) {
         self.end_waiting(id, now);
         self.add_running(id);
@@ -537,7 +543,7 @@ impl Scheduler {
             self.preempt(worst, now);
         }
         while self.running.len() < capacity {
-            let Some(best) = self.peek_waiting() else { break };
+            let Some(best) = self.pop_waiting() else { break };
             self.admit(best.call, now);
         }
         // Full batch: swap the least urgent running call for a waiting one in a strictly more
@@ -547,6 +553,8 @@ impl Scheduler {
                 break;
             }
             self.preempt(worst, now);
+            // Still on top: the preempted call went to a less urgent queue.
+            self.pop_waiting();
             self.admit(best.call, now);
         }
 
