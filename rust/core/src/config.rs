@@ -140,7 +140,9 @@ impl SchedulerConfig {
         }
         let stale_after = stale_after.unwrap_or(DEFAULT_STALE_AFTER);
         if stale_after.is_nan() || stale_after <= 0.0 {
-            return invalid(format!("stale_after must be positive seconds (infinity keeps idle programs), got {stale_after}"));
+            return invalid(format!(
+                "stale_after must be positive seconds (infinity keeps idle programs), got {stale_after}"
+            ));
         }
         Ok(SchedulerConfig { policy, queue_boundaries: boundaries, quanta, starvation_ratio, stale_after })
     }

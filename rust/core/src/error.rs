@@ -12,9 +12,16 @@ pub enum CoreError {
     DuplicateCall(CallId),
     UnknownProgram(ProgramId),
     /// The call exists but is not in the state the operation needs.
-    WrongState { call: CallId, expected: &'static str },
+    WrongState {
+        call: CallId,
+        expected: &'static str,
+    },
     /// An ATLAS parent that is neither live nor a finished call of the same program.
-    UnknownParent { call: CallId, parent: CallId, program: ProgramId },
+    UnknownParent {
+        call: CallId,
+        parent: CallId,
+        program: ProgramId,
+    },
     InvalidConfig(String),
     InvalidArgument(String),
 }

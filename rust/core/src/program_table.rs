@@ -95,10 +95,7 @@ impl ProgramTable {
             }
             self.went_idle.pop_front();
             // Entries of programs that became busy again, or idle later, are out of date.
-            let still_idle = self
-                .programs
-                .get(&id)
-                .is_some_and(|p| p.live_calls.is_empty() && p.idle_since == since);
+            let still_idle = self.programs.get(&id).is_some_and(|p| p.live_calls.is_empty() && p.idle_since == since);
             if still_idle {
                 self.programs.remove(&id);
                 dropped += 1;

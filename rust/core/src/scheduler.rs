@@ -352,11 +352,9 @@ impl Scheduler {
             Policy::Fcfs | Policy::Mlfq => 0.0,
             Policy::Plas => program.map_or(0.0, |p| p.attained_service),
             Policy::Atlas if new.parents.is_empty() => program.map_or(0.0, |p| p.critical_path),
-            Policy::Atlas => new
-                .parents
-                .iter()
-                .filter_map(|&parent| self.parent_path(new.program, parent))
-                .fold(0.0, f64::max),
+            Policy::Atlas => {
+                new.parents.iter().filter_map(|&parent| self.parent_path(new.program, parent)).fold(0.0, f64::max)
+            }
         }
     }
 
@@ -511,9 +509,10 @@ impl Scheduler {
 
     fn promote_starved(&mut self, now: f64) {
         while let Some(deadline) = self.deadlines.pop_due(now) {
-            let starved = self.calls.get(&deadline.call).is_some_and(|c| {
-                c.state == CallState::Waiting && c.ticket == deadline.ticket && c.queue > 0
-            });
+            let starved = self
+                .calls
+                .get(&deadline.call)
+                .is_some_and(|c| c.state == CallState::Waiting && c.ticket == deadline.ticket && c.queue > 0);
             if !starved {
                 continue;
             }

@@ -219,7 +219,8 @@ fn step_applies_service_finishes_arrivals_then_decides() {
     s.add_call(1, 1, 0.0, &[]).unwrap();
     s.schedule(0.0, 1).unwrap();
     let new_calls = [NewCall { call: 2, program: 1, parents: &[] }];
-    let input = StepInput { ran: &[1], ran_seconds: 1.5, finished: &[1], new_calls: &new_calls, ..StepInput::default() };
+    let input =
+        StepInput { ran: &[1], ran_seconds: 1.5, finished: &[1], new_calls: &new_calls, ..StepInput::default() };
     assert_eq!(s.step(input, 1.5, 1).unwrap().admit, vec![2]);
     assert_eq!(s.call(2).unwrap().queue, 1, "priority came from the service recorded in the same step");
 }

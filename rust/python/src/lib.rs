@@ -13,9 +13,19 @@ create_exception!(autellix_core, UnknownCallError, SchedulerError, "The call id 
 create_exception!(autellix_core, DuplicateCallError, SchedulerError, "The call id is already live or listed twice.");
 create_exception!(autellix_core, UnknownProgramError, SchedulerError, "The program id is not in the program table.");
 create_exception!(autellix_core, CallStateError, SchedulerError, "The call is not in the state the operation needs.");
-create_exception!(autellix_core, UnknownParentError, SchedulerError, "A named parent is not a call of the same program.");
+create_exception!(
+    autellix_core,
+    UnknownParentError,
+    SchedulerError,
+    "A named parent is not a call of the same program."
+);
 create_exception!(autellix_core, ConfigError, SchedulerError, "The scheduler or balancer configuration is invalid.");
-create_exception!(autellix_core, InvalidArgumentError, SchedulerError, "An argument is out of range (time, seconds, lengths).");
+create_exception!(
+    autellix_core,
+    InvalidArgumentError,
+    SchedulerError,
+    "An argument is out of range (time, seconds, lengths)."
+);
 
 /// Carries a core error to Python (a local type, so the conversion is allowed here).
 struct CoreErr(core::CoreError);
