@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::{CallId, ProgramId};
 
@@ -14,8 +14,8 @@ pub struct Program {
     pub critical_path: f64,
     /// Time its calls spent waiting, counted when a waiting spell ends.
     pub waiting_time: f64,
-    /// Live calls (waiting or running), in no particular order.
-    pub live_calls: Vec<CallId>,
+    /// Live calls (waiting or running). A set: a program can have thousands of live calls.
+    pub live_calls: FxHashSet<CallId>,
     pub last_arrival: f64,
     pub last_completion: f64,
     /// When the program last had no live call; the stale timer runs from here.
@@ -66,16 +66,14 @@ impl ProgramTable {
 
     pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
         let program = self.ensure(id, now);
-        program.live_calls.push(call);
+        program.live_calls.insert(call);
         program.last_arrival = now;
     }
 
     /// Forgets a live call of the program and starts its stale timer if it became idle.
     pub fn remove_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
         let Some(program) = self.programs.get_mut(&id) else { return };
-        if let Some(index) = program.live_calls.iter().position(|&c| c == call) {
-            program.live_calls.swap_remove(index);
-        }
+        program.live_calls.remove(&call);
         if program.live_calls.is_empty() {
             program.idle_since = now;
             self.went_idle.push_back((now, id));

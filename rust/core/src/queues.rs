@@ -1,11 +1,11 @@
 //! The discretised multi-level queue of waiting calls and the anti-starvation deadlines.
 //!
-//! Both are binary heaps with lazy deletion: every time a call starts waiting it gets a fresh
-//! ticket, and heap entries whose ticket is no longer the call's are skipped when they surface.
-//! That keeps every operation O(log n) without allocating in the steady state.
+//! Both use lazy deletion: every time a call starts waiting it gets a fresh ticket, and entries
+//! whose ticket is no longer the call's are skipped when they surface. No allocation happens in
+//! the steady state.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 use crate::CallId;
 
@@ -21,43 +21,93 @@ pub struct QueueEntry {
     pub call: CallId,
 }
 
-/// Waiting calls, most urgent first: lowest queue, then earliest order.
+/// One queue. Most calls enter it with a position newer than everything in it (arrivals,
+/// demotions, promotions) and go to the FIFO in O(1); a preempted or requeued call comes back
+/// with its old position and goes to a small heap, so it still runs in its FCFS place.
 #[derive(Debug, Default)]
+struct Level {
+    fifo: VecDeque<QueueEntry>,
+    returned: BinaryHeap<Reverse<QueueEntry>>,
+}
+
+impl Level {
+    fn push(&mut self, entry: QueueEntry) {
+        if self.fifo.back().is_none_or(|last| last.order < entry.order) {
+            self.fifo.push_back(entry);
+        } else {
+            self.returned.push(Reverse(entry));
+        }
+    }
+
+    /// The earliest current entry, after dropping stale ones from both fronts.
+    fn peek(&mut self, is_current: &impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
+        while self.fifo.front().is_some_and(|e| !is_current(e)) {
+            self.fifo.pop_front();
+        }
+        while self.returned.peek().is_some_and(|Reverse(e)| !is_current(e)) {
+            self.returned.pop();
+        }
+        match (self.fifo.front(), self.returned.peek()) {
+            (Some(first), Some(Reverse(back))) => Some(*first.min(back)),
+            (Some(first), None) => Some(*first),
+            (None, Some(Reverse(back))) => Some(*back),
+            (None, None) => None,
+        }
+    }
+
+    fn remove_front(&mut self, entry: &QueueEntry) {
+        if self.fifo.front() == Some(entry) {
+            self.fifo.pop_front();
+        } else {
+            self.returned.pop();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.fifo.len() + self.returned.len()
+    }
+
+    fn retain(&mut self, is_current: &impl Fn(&QueueEntry) -> bool) {
+        self.fifo.retain(is_current);
+        self.returned.retain(|Reverse(e)| is_current(e));
+    }
+}
+
+/// Waiting calls, most urgent first: lowest queue, then earliest position in it.
+#[derive(Debug)]
 pub struct WaitingQueue {
-    heap: BinaryHeap<Reverse<QueueEntry>>,
+    levels: Vec<Level>,
 }
 
 impl WaitingQueue {
+    pub fn new(num_queues: usize) -> Self {
+        WaitingQueue { levels: (0..num_queues).map(|_| Level::default()).collect() }
+    }
+
     pub fn push(&mut self, entry: QueueEntry) {
-        self.heap.push(Reverse(entry));
+        self.levels[entry.queue].push(entry);
     }
 
     /// The most urgent entry for which `is_current` holds, dropping stale ones on the way.
     pub fn peek(&mut self, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if is_current(top) {
-                return Some(*top);
-            }
-            self.heap.pop();
-        }
-        None
+        self.levels.iter_mut().find_map(|level| level.peek(&is_current))
     }
 
     pub fn pop(&mut self, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
         let top = self.peek(is_current)?;
-        self.heap.pop();
+        self.levels[top.queue].remove_front(&top);
         Some(top)
     }
 
     /// Removes stale entries once they outnumber live ones, so memory tracks the live count.
     pub fn compact(&mut self, live: usize, is_current: impl Fn(&QueueEntry) -> bool) {
-        if self.heap.len() > 2 * live + 1024 {
-            self.heap.retain(|Reverse(entry)| is_current(entry));
+        if self.entries() > 2 * live + 1024 {
+            self.levels.iter_mut().for_each(|level| level.retain(&is_current));
         }
     }
 
     pub fn entries(&self) -> usize {
-        self.heap.len()
+        self.levels.iter().map(Level::len).sum()
     }
 }
 
@@ -124,7 +174,7 @@ mod tests {
 
     #[test]
     fn lower_queue_first_then_fcfs() {
-        let mut queue = WaitingQueue::default();
+        let mut queue = WaitingQueue::new(2);
         queue.push(entry(1, 0, 1));
         queue.push(entry(0, 5, 2));
         queue.push(entry(0, 3, 3));
@@ -133,8 +183,19 @@ mod tests {
     }
 
     #[test]
+    fn returned_calls_keep_their_place() {
+        let mut queue = WaitingQueue::new(1);
+        queue.push(entry(0, 5, 1));
+        queue.push(entry(0, 7, 2));
+        queue.push(entry(0, 2, 3)); // preempted: it arrived before both
+        queue.push(entry(0, 6, 4)); // preempted, between the two
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop(|_| true)).map(|e| e.order).collect();
+        assert_eq!(order, vec![2, 5, 6, 7]);
+    }
+
+    #[test]
     fn stale_entries_are_skipped() {
-        let mut queue = WaitingQueue::default();
+        let mut queue = WaitingQueue::new(1);
         queue.push(entry(0, 0, 1));
         queue.push(entry(0, 1, 2));
         assert_eq!(queue.pop(|e| e.ticket != 1).map(|e| e.ticket), Some(2));

@@ -103,6 +103,9 @@ pub struct Scheduler {
     new_ids: FxHashSet<CallId>,
 }
 
+/// Capacity kept by the scratch set that catches duplicate ids in a batch of new calls.
+const SCRATCH_IDS: usize = 256;
+
 fn is_current(calls: &FxHashMap<CallId, Call>, call: CallId, ticket: Ticket) -> bool {
     calls.get(&call).is_some_and(|c| c.state == CallState::Waiting && c.ticket == ticket)
 }
@@ -114,7 +117,7 @@ impl Scheduler {
             config,
             calls: FxHashMap::default(),
             programs: ProgramTable::default(),
-            waiting: WaitingQueue::default(),
+            waiting: WaitingQueue::new(queues),
             deadlines: StarvationDeadlines::default(),
             waiting_per_queue: vec![0; queues],
             running: Vec::new(),
@@ -237,7 +240,7 @@ impl Scheduler {
     /// can abort them in the engine.
     pub fn end_program(&mut self, program: ProgramId) -> CoreResult<Vec<CallId>> {
         let entry = self.programs.remove(program).ok_or(CoreError::UnknownProgram(program))?;
-        let mut dropped = entry.live_calls;
+        let mut dropped: Vec<CallId> = entry.live_calls.into_iter().collect();
         for &call in &dropped {
             match self.calls[&call].state {
                 CallState::Running => self.remove_running(call),
@@ -320,7 +323,10 @@ impl Scheduler {
     }
 
     fn check_new_calls(&mut self, calls: &[NewCall]) -> CoreResult<()> {
+        // Clearing costs the table's capacity, so a table grown by a bulk load is shrunk back
+        // rather than cleared at that size every step.
         self.new_ids.clear();
+        self.new_ids.shrink_to(SCRATCH_IDS);
         for new in calls {
             if self.calls.contains_key(&new.call) || !self.new_ids.insert(new.call) {
                 return Err(CoreError::DuplicateCall(new.call));

@@ -219,7 +219,7 @@ impl Scheduler {
 
     fn program_info<'py>(&self, py: Python<'py>, program_id: u64) -> PyResult<Bound<'py, PyDict>> {
         let program = self.inner.program(program_id).ok_or(CoreErr(core::CoreError::UnknownProgram(program_id)))?;
-        let mut calls = program.live_calls.clone();
+        let mut calls: Vec<u64> = program.live_calls.iter().copied().collect();
         calls.sort_unstable();
         let info = PyDict::new(py);
         info.set_item("attained_service", program.attained_service)?;
