@@ -93,6 +93,8 @@ pub struct Scheduler {
     waiting: WaitingQueue,
     deadlines: StarvationDeadlines,
     waiting_per_queue: Vec<usize>,
+    /// Running calls per queue, so a decision knows without a scan whether anything can swap.
+    running_per_queue: Vec<usize>,
     running: Vec<CallId>,
     next_order: u64,
     next_ticket: Ticket,
@@ -120,6 +122,7 @@ impl Scheduler {
             waiting: WaitingQueue::new(queues),
             deadlines: StarvationDeadlines::default(),
             waiting_per_queue: vec![0; queues],
+            running_per_queue: vec![0; queues],
             running: Vec::new(),
             next_order: 0,
             next_ticket: 0,
@@ -431,7 +434,9 @@ impl Scheduler {
     }
 
     fn add_running(&mut self, id: CallId) {
-        self.calls.get_mut(&id).expect("validated call").state = CallState::Running;
+        let call = self.calls.get_mut(&id).expect("validated call");
+        call.state = CallState::Running;
+        self.running_per_queue[call.queue] += 1;
         self.running.push(id);
     }
 
@@ -440,6 +445,7 @@ impl Scheduler {
     fn remove_running(&mut self, id: CallId) {
         let slot = self.running.iter().position(|&r| r == id).expect("running call is in the batch");
         self.running.remove(slot);
+        self.running_per_queue[self.calls[&id].queue] -= 1;
     }
 
     fn credit_service(&mut self, calls: &[CallId], seconds: f64) {
@@ -451,6 +457,8 @@ impl Scheduler {
             call.quantum_used += seconds;
             if call.queue < last_queue && call.quantum_used >= self.config.quanta[call.queue] {
                 // Demoted to the tail of the next queue, with a fresh quantum.
+                self.running_per_queue[call.queue] -= 1;
+                self.running_per_queue[call.queue + 1] += 1;
                 call.queue += 1;
                 call.quantum_used = 0.0;
                 self.next_order += 1;
@@ -504,13 +512,13 @@ impl Scheduler {
         self.stats.preemptions += 1;
     }
 
-    /// The running call that yields first: lowest queue, latest in it.
-    fn least_urgent_running(&self) -> Option<(CallId, usize)> {
-        self.running
-            .iter()
-            .map(|&id| (id, &self.calls[&id]))
-            .max_by_key(|(_, call)| (call.queue, call.order))
-            .map(|(id, call)| (id, call.queue))
+    /// The running call that yields first: least urgent queue, latest in it.
+    fn least_urgent_running(&self) -> Option<CallId> {
+        self.running.iter().copied().max_by_key(|id| (self.calls[id].queue, self.calls[id].order))
+    }
+
+    fn least_urgent_running_queue(&self) -> Option<usize> {
+        self.running_per_queue.iter().rposition(|&n| n > 0)
     }
 
     fn promote_starved(&mut self, now: f64) {
@@ -544,7 +552,7 @@ impl Scheduler {
         self.stats.dropped_programs += self.programs.drop_stale(now, self.config.stale_after) as u64;
 
         while self.running.len() > capacity {
-            let (worst, _) = self.least_urgent_running().expect("more running than capacity");
+            let worst = self.least_urgent_running().expect("more running than capacity");
             self.preempt(worst, now);
         }
         while self.running.len() < capacity {
@@ -553,10 +561,11 @@ impl Scheduler {
         }
         // Full batch: swap the least urgent running call for a waiting one in a strictly more
         // urgent queue. Equal queues never swap, so calls do not ping-pong.
-        while let (Some(best), Some((worst, worst_queue))) = (self.peek_waiting(), self.least_urgent_running()) {
+        while let (Some(best), Some(worst_queue)) = (self.peek_waiting(), self.least_urgent_running_queue()) {
             if best.queue >= worst_queue {
                 break;
             }
+            let worst = self.least_urgent_running().expect("a call runs in worst_queue");
             self.preempt(worst, now);
             // Still on top: the preempted call went to a less urgent queue.
             self.pop_waiting();
