@@ -222,16 +222,25 @@ def plot(rows: list[dict], path: Path) -> None:
     except ImportError:
         _progress("matplotlib is not installed (pip install -e '.[bench]'): skipping the plot")
         return
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for (policy, programs, ran), series in _series(rows).items():
         xs = [r["queued"] for r in series]
         label = f"{policy}, {programs} programs, ran={ran}"
-        ax.plot(xs, [r["rust"]["median_us"] for r in series], "o-", label=f"Rust {label}")
-        ax.plot(xs, [r["python_reference"]["median_us"] for r in series], "s--", label=f"Python {label}")
+        ax.plot(xs, [r["rust"]["median_us"] for r in series], "o-", label=f"Rust core: {label}")
+        ax.plot(xs, [r["python_reference"]["median_us"] for r in series], "s--", label=f"Python reference: {label}")
+    # vLLM's queue knows no policies or programs: one series (from the first group) is enough.
+    first = rows[0]
+    vllm = [
+        (r["queued"], r["vllm_priority_queue"]["median_us"])
+        for r in _series(rows)[(first["policy"], first["programs"], first["ran"])]
+        if r["vllm_priority_queue"]
+    ]
+    if vllm:
+        ax.plot(*zip(*vllm), "k^:", label="vLLM PriorityRequestQueue (queue ops only)")
     ax.set(xscale="log", yscale="log", xlabel="queued calls", ylabel="median time per engine step (us)")
-    ax.set_title("Scheduler cost per engine step (lower is better)")
+    ax.set_title("Scheduler cost per engine step, batch of 64 (lower is better)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
