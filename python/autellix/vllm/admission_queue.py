@@ -1,0 +1,72 @@
+"""vLLM's waiting queue, reordered every step by the Autellix core.
+
+vLLM's scheduler admits waiting requests by peeking and popping the head of `self.waiting` until
+a slot, the token budget or the KV cache runs out. This queue shows it only the requests the core
+chose for this step, in the core's order: `__bool__` is false once they are used up, which ends
+vLLM's admission loop (in vLLM 0.32 the loop is the only reader of the queue's truth value), while
+`__len__` still counts every waiting request so vLLM's bookkeeping stays right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from vllm.v1.core.sched.request_queue import RequestQueue
+from vllm.v1.request import Request
+
+
+class AdmissionQueue(RequestQueue):
+    def __init__(self) -> None:
+        # Insertion-ordered: arrival order, with vLLM's prepends (preempted or skipped requests)
+        # moved to the front. Used only for iteration; admission follows `_admit`.
+        self._waiting: dict[str, Request] = {}
+        self._admit: list[Request] = []  # this step's admissions, most urgent last (pop from end)
+
+    def set_admissions(self, requests: list[Request]) -> None:
+        """The requests vLLM may admit this step, most urgent first."""
+        self._admit = [r for r in reversed(requests) if r.request_id in self._waiting]
+
+    def clear_admissions(self) -> list[Request]:
+        """End of the step: forget admissions vLLM did not take; return them."""
+        left, self._admit = self._admit, []
+        return [r for r in reversed(left) if r.request_id in self._waiting]
+
+    # RequestQueue interface
+    def add_request(self, request: Request) -> None:
+        self._waiting[request.request_id] = request
+
+    def pop_request(self) -> Request:
+        request = self._admit.pop()
+        del self._waiting[request.request_id]
+        return request
+
+    def peek_request(self) -> Request:
+        if not self._admit:
+            raise IndexError("no request admitted this step")
+        return self._admit[-1]
+
+    def prepend_request(self, request: Request) -> None:
+        self._waiting[request.request_id] = request
+        self._waiting = {request.request_id: request, **self._waiting}
+
+    def prepend_requests(self, requests: Iterable[Request]) -> None:
+        front = {r.request_id: r for r in requests}
+        self._waiting = {**front, **{k: v for k, v in self._waiting.items() if k not in front}}
+
+    def remove_request(self, request: Request) -> None:
+        self.remove_requests((request,))
+
+    def remove_requests(self, requests: Iterable[Request]) -> None:
+        gone = {r.request_id for r in requests}
+        for request_id in gone:
+            self._waiting.pop(request_id, None)
+        self._admit = [r for r in self._admit if r.request_id not in gone]
+
+    def __bool__(self) -> bool:
+        return bool(self._admit)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __iter__(self) -> Iterator[Request]:
+        return iter(list(self._waiting.values()))

@@ -1,0 +1,271 @@
+"""Autellix as vLLM V1's scheduler: `--scheduler-cls autellix.vllm.scheduler.AutellixScheduler`.
+
+Each engine step crosses into the Rust core once (`autellix_core.Scheduler.step`) with what
+happened since the last step (which calls ran and for how long, which finished, which arrived)
+and gets back which waiting calls to admit, in order, and which running calls to preempt. vLLM's
+own `schedule()` then does the rest (token budget, KV blocks, prefix cache, chunked prefill):
+preempted calls are recomputed from the prefix cache, the way vLLM preempts under KV pressure.
+When vLLM cannot honour a decision (no KV room to start a call, or it preempts for memory on its
+own) the calls go back to the core's waiting queues with `requeue`, keeping their place.
+
+Program identity comes in `SamplingParams.extra_args` (over HTTP: the `vllm_xargs` body field):
+`autellix_program_id` (int), `autellix_thread_id` (int, kept for tracing), `autellix_parents`
+(request ids, as given to vLLM, of earlier calls of the same program this one depends on; ATLAS).
+A call without a program id is a program of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import time
+from collections import OrderedDict, defaultdict
+from typing import TYPE_CHECKING, Any
+
+import vllm
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.output import SchedulerOutput
+from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.request import Request, RequestStatus
+
+from autellix.vllm.admission_queue import AdmissionQueue
+from autellix.vllm.settings import AutellixSettings
+
+log = logging.getLogger("autellix.vllm")
+
+# The scheduler interface is not public; these are the versions this file was read against.
+SUPPORTED_VLLM = ((0, 32, 0), (0, 33, 0))  # [low, high)
+
+PROGRAM_KEY = "autellix_program_id"
+THREAD_KEY = "autellix_thread_id"
+PARENTS_KEY = "autellix_parents"
+# Program ids the plug-in makes up for calls without one start here; clients use those below.
+SOLO_PROGRAMS = 1 << 63
+# Finished calls stay nameable as parents for this many later calls.
+PARENT_MEMORY = 1 << 16
+# vLLM appends "-" and 8 random hex digits to every request id it is given
+# (InputProcessor.assign_request_id); clients only know the id they gave.
+_RANDOM_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
+
+
+def external_request_id(request_id: str) -> str:
+    return _RANDOM_SUFFIX.sub("", request_id)
+
+
+def check_vllm_version(version: str = vllm.__version__) -> None:
+    parts = tuple(int(p) for p in version.split("+")[0].split(".")[:3] if p.isdigit())
+    low, high = SUPPORTED_VLLM
+    if not low <= parts < high:
+        raise RuntimeError(
+            f"autellix's vLLM scheduler plug-in supports vLLM >= {'.'.join(map(str, low))}, "
+            f"< {'.'.join(map(str, high))}; this is vLLM {version}"
+        )
+
+
+check_vllm_version()
+
+
+# The mixin only ever sits in front of vLLM's Scheduler; tell the type checker so.
+if TYPE_CHECKING:
+    _MixinBase = Scheduler
+else:
+    _MixinBase = object
+
+
+class _AutellixMixin(_MixinBase):
+    """Everything Autellix adds; mixed into vLLM's `Scheduler` and `AsyncScheduler`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if getattr(self, "connector", None) is not None:
+            log.warning("autellix: KV connectors are untested with this scheduler")
+        self.autellix_settings = AutellixSettings.from_vllm_config(self.vllm_config)
+        self.core = self.autellix_settings.make_core()
+        # Replaces vLLM's FCFS queue, before any request exists.
+        self.admission = AdmissionQueue()
+        self.waiting = self.admission
+        self._next_call = itertools.count(1)
+        self._next_solo_program = itertools.count(SOLO_PROGRAMS)
+        self._call_of: dict[str, int] = {}  # vLLM request id -> core call id
+        self._request_of: dict[int, str] = {}
+        self._thread_of: dict[int, Any] = {}
+        # request id -> (call id, program id), also after the call finished: parents are usually
+        # finished by the time their children arrive.
+        self._lineage: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._core_running: set[int] = set()  # what the core counts as running
+        # What happened since the last core step, sent with the next one.
+        self._new_calls: list[int] = []
+        self._new_programs: list[int] = []
+        self._new_parents: list[list[int]] = []
+        self._finished: list[int] = []
+        self._ran: list[int] = []
+        self._ran_seconds = 0.0
+        self._scheduled_at: OrderedDict[int, float] = OrderedDict()
+        self._last_output_at = 0.0
+        self.autellix_stats: dict[str, float] = defaultdict(float)
+
+    def call_id(self, request_id: str) -> int | None:
+        """The core's id for a request (the id given to vLLM or vLLM's internal one)."""
+        lineage = self._lineage.get(request_id)
+        return lineage[0] if lineage is not None else None
+
+    def thread_id(self, request_id: str) -> Any:
+        """The `autellix_thread_id` a live request arrived with, if any."""
+        call_id = self.call_id(request_id)
+        return None if call_id is None else self._thread_of.get(call_id)
+
+    # -- arrivals and departures -------------------------------------------------------------
+
+    def _program_id(self, given: Any) -> int:
+        """Client program ids pass through (ints below 2**63); a call without one, or with one
+        we cannot use, is a program of its own, numbered from 2**63 up so the two never meet."""
+        if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SOLO_PROGRAMS:
+            return given
+        if given is not None:
+            log.warning("autellix: ignoring program id %r (expected an int in [0, 2**63))", given)
+        return next(self._next_solo_program)
+
+    def add_request(self, request: Request) -> None:
+        is_update = request.request_id in self.requests
+        super().add_request(request)
+        if is_update or request.request_id not in self.requests:
+            return  # a streaming update of a live request, not a new call
+        call_id = next(self._next_call)
+        self._call_of[request.request_id] = call_id
+        self._request_of[call_id] = request.request_id
+        args = (request.sampling_params.extra_args if request.sampling_params else None) or {}
+        program_id = self._program_id(args.get(PROGRAM_KEY))
+        if THREAD_KEY in args:
+            self._thread_of[call_id] = args[THREAD_KEY]
+        # The core accepts only earlier calls of the same program as parents.
+        parents = []
+        for parent in args.get(PARENTS_KEY) or ():
+            lineage = self._lineage.get(str(parent))
+            if lineage is not None and lineage[1] == program_id:
+                parents.append(lineage[0])
+        for name in {request.request_id, external_request_id(request.request_id)}:
+            self._lineage[name] = (call_id, program_id)
+        while len(self._lineage) > PARENT_MEMORY:
+            self._lineage.popitem(last=False)
+        self._new_calls.append(call_id)
+        self._new_programs.append(program_id)
+        self._new_parents.append(parents)
+
+    def _free_request(self, request: Request, delay_free_blocks: bool = False):
+        result = super()._free_request(request, delay_free_blocks)
+        call_id = self._call_of.pop(request.request_id, None)
+        if call_id is not None:
+            self._request_of.pop(call_id, None)
+            self._thread_of.pop(call_id, None)
+            if call_id in self._new_calls:  # finished before the core ever saw it
+                i = self._new_calls.index(call_id)
+                del self._new_calls[i], self._new_programs[i], self._new_parents[i]
+            else:
+                self._finished.append(call_id)
+        return result
+
+    # -- each step ---------------------------------------------------------------------------
+
+    def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
+        now = time.monotonic()
+        started = time.perf_counter()
+        capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
+        decision = self._core_step(now, capacity)
+        self._core_running.difference_update(self._finished)
+        self._core_running.difference_update(decision.preempt)
+        self._core_running.update(decision.admit)
+        self._ran, self._ran_seconds = [], 0.0
+        self._finished, self._new_calls, self._new_programs, self._new_parents = [], [], [], []
+
+        self._preempt_for_priority(decision.preempt, now)
+        request_ids = (self._request_of.get(c) for c in decision.admit)
+        self.admission.set_admissions([self.requests[r] for r in request_ids if r in self.requests])
+        self.autellix_stats["core_seconds"] += time.perf_counter() - started
+
+        output = super().schedule(throttle_prefills)
+
+        # Calls the core admitted that vLLM could not start (KV cache or token budget full,
+        # grammar not compiled yet), and calls vLLM preempted on its own for KV memory.
+        back = [self._call_of[r.request_id] for r in self.admission.clear_admissions()]
+        back += [self._call_of[r] for r in output.preempted_req_ids or () if r in self._call_of]
+        back = [c for c in dict.fromkeys(back) if c in self._core_running]  # ours are waiting
+        if back:
+            self.core.requeue(back, time.monotonic())
+            self._core_running.difference_update(back)
+            self.autellix_stats["requeued"] += len(back)
+        self._scheduled_at[id(output)] = time.monotonic()
+        while len(self._scheduled_at) > 8:  # outputs the engine never reported back (empty steps)
+            self._scheduled_at.popitem(last=False)
+        self.autellix_stats["steps"] += 1
+        return output
+
+    def _core_step(self, now: float, capacity: int):  # -> autellix_core.Decision
+        # With async scheduling a call can have run in a batch and been preempted or requeued
+        # since; only calls the core still counts as running can be credited.
+        ran = [c for c in self._ran if c in self._core_running]
+        try:
+            return self.core.step(
+                now,
+                capacity,
+                ran=ran,
+                ran_seconds=self._ran_seconds,
+                finished=self._finished,
+                new_calls=self._new_calls,
+                new_programs=self._new_programs,
+                new_parents=self._new_parents if any(self._new_parents) else None,
+            )
+        except Exception:  # the core validates first: nothing changed, so redo it piece by piece
+            log.exception("autellix: core step rejected its batch; applying it call by call")
+        return self._core_step_piecewise(now, capacity, ran)
+
+    def _core_step_piecewise(self, now: float, capacity: int, ran: list[int]):
+        def attempt(what: str, fn: Any, *args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as error:
+                log.error("autellix: %s%r failed: %s", what, args, error)
+
+        if ran:
+            attempt("record_service", self.core.record_service, ran, self._ran_seconds, now)
+        for call_id in self._finished:
+            attempt("finish_call", self.core.finish_call, call_id, now)
+        for call_id, program_id, parents in zip(
+            self._new_calls, self._new_programs, self._new_parents
+        ):
+            try:
+                self.core.add_call(call_id, program_id, now, parents)
+            except Exception:
+                attempt("add_call", self.core.add_call, call_id, program_id, now, ())
+        return self.core.schedule(now, capacity)
+
+    def _preempt_for_priority(self, call_ids: list[int], now: float) -> None:
+        for call_id in call_ids:
+            request = self.requests.get(self._request_of.get(call_id, ""))
+            if request is None or request.status != RequestStatus.RUNNING:
+                continue
+            self.running.remove(request)
+            self._preempt_request(request, now)  # frees KV, prepends to waiting, tells workers
+            self.autellix_stats["priority_preemptions"] += 1
+
+    def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
+        now = time.monotonic()
+        scheduled_at = self._scheduled_at.pop(id(scheduler_output), now)
+        # With async scheduling the next batch was scheduled before this one finished: the
+        # step's engine time starts when the previous output arrived, not at its scheduling.
+        self._ran_seconds = max(now - max(scheduled_at, self._last_output_at), 0.0)
+        self._last_output_at = now
+        self._ran = [
+            self._call_of[rid]
+            for rid in scheduler_output.num_scheduled_tokens
+            if rid in self._call_of
+        ]
+        return super().update_from_output(scheduler_output, model_runner_output)
+
+
+class AutellixScheduler(_AutellixMixin, Scheduler):
+    """For engines without async scheduling (every CPU engine; GPU with --no-async-scheduling)."""
+
+
+class AutellixAsyncScheduler(_AutellixMixin, AsyncScheduler):
+    """For GPU engines with async scheduling on (vLLM's default there). Untested on GPU so far."""
