@@ -1,0 +1,251 @@
+"""The discrete-event simulator: programs (DAGs of calls) arrive, their calls are released once their
+parents are done and their delay has passed, are routed to an engine by the core's load balancer, and
+each engine is driven by its own scheduler (the Rust core for ``fcfs``/``mlfq``/``plas``/``atlas``,
+the Python oracle for ``srpt``).
+
+Events: a call release, the end of an engine's chunk, an idle engine's wake-up. Calls released at the
+same instant as a scheduling point of their engine (children with no delay) join that very point.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autellix.sim.engine import Engine, SimCall, SimProgram
+from autellix.sim.presets import EngineConfig, get_preset
+from autellix.sim.srpt import SrptScheduler, call_work
+from autellix.sim.trace import Program
+
+__all__ = ["CORE_POLICIES", "POLICIES", "BALANCERS", "SimResult", "Simulator", "simulate", "load_core"]
+
+CORE_POLICIES = ("fcfs", "mlfq", "plas", "atlas")
+POLICIES = (*CORE_POLICIES, "srpt")
+BALANCERS = ("autellix", "least-used", "round-robin")
+
+RELEASE, CHUNK, WAKE = 0, 1, 2
+
+
+def load_core() -> Any:
+    try:
+        import autellix_core
+    except ImportError as e:  # pragma: no cover - depends on the build
+        raise RuntimeError(
+            "the Rust core `autellix_core` is not built: run `maturin develop` in the repository root"
+        ) from e
+    return autellix_core
+
+
+@dataclass
+class SimResult:
+    policy: str
+    engines: int
+    balancer: str | None
+    programs: list[SimProgram]
+    engine_stats: list[dict[str, float]]
+    scheduler_stats: list[dict[str, Any]]
+    wall_seconds: float
+    events: int
+    config: EngineConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulator:
+    def __init__(
+        self,
+        programs: Sequence[Program],
+        policy: str = "plas",
+        engines: int = 1,
+        balancer: str = "autellix",
+        config: EngineConfig | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        short_call_tokens: int = 2048,
+        scheduler_factory: Callable[[int], Any] | None = None,
+    ):
+        if policy not in POLICIES and scheduler_factory is None:
+            raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+        if engines < 1:
+            raise ValueError(f"engines must be >= 1, got {engines}")
+        if balancer not in BALANCERS:
+            raise ValueError(f"unknown balancer {balancer!r}; choose from {', '.join(BALANCERS)}")
+        self.cfg = config or get_preset("a100-llama8b")
+        self.policy = policy
+        self.balancer_name = balancer if engines > 1 else None
+        self.programs: list[SimProgram] = []
+        self.calls: list[SimCall] = []
+        self._build(programs)
+        opts = dict(scheduler_options or {})
+        core = None
+        if scheduler_factory is None and policy in CORE_POLICIES:
+            core = load_core()
+        self.engines: list[Engine] = []
+        for i in range(engines):
+            if scheduler_factory is not None:
+                sched = scheduler_factory(i)
+            elif policy == "srpt":
+                sched = SrptScheduler(self._remaining)
+            else:
+                assert core is not None
+                sched = core.Scheduler(policy=policy, **opts)
+            self.engines.append(Engine(i, self.cfg, sched, pass_parents=(policy == "atlas")))
+        self.balancer = None
+        if engines > 1:
+            if core is None:
+                core = load_core()
+            self.balancer = core.LoadBalancer(engines, short_call_tokens=short_call_tokens, policy=balancer)
+        self.events: list[tuple[float, int, int, Any]] = []
+        self.seq = 0
+        self.completed = 0
+        self.n_events = 0
+
+    def _remaining(self, program_index: int) -> float:
+        return self.programs[program_index].work_left
+
+    def _build(self, programs: Sequence[Program]) -> None:
+        cid = 0
+        limit = self.cfg.kv_tokens
+        for idx, p in enumerate(programs):
+            sp = SimProgram(idx, p.program_id, p.arrival, p.system_tokens, p.workload)
+            by_name: dict[str, SimCall] = {}
+            for c in p.calls:
+                if c.prompt_tokens + c.output_tokens + 1 > limit:
+                    raise ValueError(
+                        f"program {p.program_id!r} call {c.call_id!r}: {c.prompt_tokens + c.output_tokens} tokens "
+                        f"do not fit in the engine's KV cache of {limit} tokens"
+                    )
+                sc = SimCall(cid, sp, c.call_id, c.prompt_tokens, c.output_tokens, c.prefix_tokens, c.delay)
+                cid += 1
+                sc.work = call_work(c.prompt_tokens, c.output_tokens)
+                sp.work_left += sc.work
+                for name in c.parents:
+                    parent = by_name[name]
+                    sc.parents.append(parent)
+                    parent.children.append(sc)
+                sc.pending = len(sc.parents)
+                by_name[c.call_id] = sc
+                sp.calls.append(sc)
+                self.calls.append(sc)
+            sp.left = len(sp.calls)
+            sp.output_tokens = sum(c.output for c in sp.calls)
+            self.programs.append(sp)
+
+    def _push(self, t: float, kind: int, obj: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.events, (t, self.seq, kind, obj))
+
+    def _release(self, call: SimCall, now: float, current: Engine | None = None) -> None:
+        call.release = now
+        if self.balancer is not None:
+            e = self.engines[self.balancer.route(call.program.index, call.prompt)]
+        else:
+            e = self.engines[0]
+        e.add(call)
+        if e is not current and e.busy_until is None and not e.wake_pending:
+            e.wake_pending = True
+            self._push(now, WAKE, e)
+
+    def _finished(self, engine: Engine, done: list[SimCall], now: float) -> None:
+        for call in done:
+            if self.balancer is not None:
+                self.balancer.release(engine.index)
+            prog = call.program
+            prog.work_left -= call.work
+            for child in call.children:
+                child.pending -= 1
+                if child.pending == 0:
+                    if child.delay > 0:
+                        self._push(now + child.delay, RELEASE, child)
+                    else:
+                        self._release(child, now, engine)
+            prog.left -= 1
+            if prog.left == 0:
+                prog.finish = now
+                prog.work_left = 0.0
+                self.completed += 1
+                if self.balancer is not None:
+                    self.balancer.forget(prog.index)
+                for ei in prog.engines:
+                    self.engines[ei].to_end.append(prog.index)
+
+    def run(self, progress: Callable[[int, int, float], None] | None = None,
+            wall_limit: float | None = None) -> SimResult:
+        """Runs to completion; with ``wall_limit`` (seconds of real time) it stops early and the result
+        says ``stopped_early`` (programs not finished have ``finish`` = -1)."""
+        t0 = time.perf_counter()
+        stopped = False
+        for p in self.programs:
+            for c in p.calls:
+                if not c.parents:
+                    self._push(p.arrival + c.delay, RELEASE, c)
+        events = self.events
+        pop = heapq.heappop
+        total = len(self.programs)
+        n = 0
+        while events:
+            now, _, kind, obj = pop(events)
+            n += 1
+            if kind == CHUNK:
+                done = obj.complete_chunk(now)
+                if done:
+                    self._finished(obj, done, now)
+                end = obj.schedule(now)
+                if end is not None:
+                    self._push(end, CHUNK, obj)
+            elif kind == RELEASE:
+                self._release(obj, now)
+            else:
+                obj.wake_pending = False
+                if obj.busy_until is None:
+                    end = obj.schedule(now)
+                    if end is not None:
+                        self._push(end, CHUNK, obj)
+            if n % 4096 == 0:
+                if progress is not None:
+                    progress(self.completed, total, now)
+                if wall_limit is not None and time.perf_counter() - t0 > wall_limit:
+                    stopped = True
+                    break
+        self.n_events = n
+        if not stopped:
+            for e in self.engines:
+                e.flush_ends()
+        if progress is not None:
+            progress(self.completed, total, now if n else 0.0)
+        wall = time.perf_counter() - t0
+        sched_stats = []
+        for e in self.engines:
+            s = e.sched
+            if hasattr(s, "stats"):
+                sched_stats.append(dict(s.stats()))
+            else:
+                sched_stats.append({"preemptions": getattr(s, "preemptions", 0)})
+        return SimResult(
+            policy=self.policy,
+            engines=len(self.engines),
+            balancer=self.balancer_name,
+            programs=self.programs,
+            engine_stats=[e.stats.as_dict() for e in self.engines],
+            scheduler_stats=sched_stats,
+            wall_seconds=wall,
+            events=n,
+            config=self.cfg,
+            extra={"stopped_early": stopped, "sim_time": now if n else 0.0},
+        )
+
+
+def simulate(programs: Sequence[Program], policy: str = "plas", engines: int = 1, balancer: str = "autellix",
+             config: EngineConfig | None = None, scheduler_options: dict[str, Any] | None = None,
+             progress: Callable[[int, int, float], None] | None = None, short_call_tokens: int = 2048,
+             wall_limit: float | None = None) -> SimResult:
+    """Runs ``programs`` to completion and returns the per-program outcome and engine statistics.
+
+    Core policies get ``stale_after=inf`` unless given: the simulator ends programs itself, and a
+    program that waits longer than the core's staleness limit under overload must not vanish."""
+    opts = dict(scheduler_options or {})
+    if policy in CORE_POLICIES:
+        opts.setdefault("stale_after", float("inf"))
+    sim = Simulator(programs, policy, engines, balancer, config, opts, short_call_tokens)
+    return sim.run(progress, wall_limit)

@@ -1,0 +1,168 @@
+"""The SRPT oracle (simulator only): the program with the least remaining work runs first.
+
+It knows every program's future: the remaining work of a program is the sum, over its unfinished
+calls, of ``output_tokens + prefill_weight * prompt_tokens`` (a decode token costs a whole step of the
+call's latency; a prompt token only a share of a chunked-prefill step). Priorities are refreshed when
+one of the program's calls finishes. Preemptive: when the batch is full, a running call whose program
+has strictly more remaining work than the best waiting call's program is stopped. Ties keep arrival
+order. It offers the subset of the core's ``Scheduler`` interface the engine uses (``step``,
+``requeue``, ``end_program``), so the engine drives both the same way.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["SrptDecision", "SrptScheduler", "call_work"]
+
+PREFILL_WEIGHT = 1.0 / 256.0
+
+
+def call_work(prompt_tokens: int, output_tokens: int) -> float:
+    return output_tokens + PREFILL_WEIGHT * prompt_tokens
+
+
+@dataclass(slots=True)
+class SrptDecision:
+    admit: list[int] = field(default_factory=list)
+    preempt: list[int] = field(default_factory=list)
+
+
+class _Entry:
+    __slots__ = ("cid", "program", "order", "version", "running")
+
+    def __init__(self, cid: int, program: int, order: int):
+        self.cid = cid
+        self.program = program
+        self.order = order
+        self.version = 0
+        self.running = False
+
+
+class SrptScheduler:
+    """``remaining(program_id)`` returns the program's remaining work now (the oracle)."""
+
+    def __init__(self, remaining: Callable[[int], float]):
+        self.remaining = remaining
+        self.calls: dict[int, _Entry] = {}
+        self.by_program: dict[int, set[int]] = {}
+        self.waiting: list[tuple[float, int, int, _Entry]] = []  # (work, order, version, entry)
+        self.run_heap: list[tuple[float, int, int, _Entry]] = []  # (-work, -order, version, entry)
+        self.n_running = 0
+        self.n_waiting = 0
+        self.next_order = 0
+        self.preemptions = 0
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def _push(self, e: _Entry) -> None:
+        e.version += 1
+        w = self.remaining(e.program)
+        if e.running:
+            heapq.heappush(self.run_heap, (-w, -e.order, e.version, e))
+        else:
+            heapq.heappush(self.waiting, (w, e.order, e.version, e))
+
+    def add_call(self, call_id: int, program_id: int, now: float, parents: Sequence[int] = ()) -> None:
+        if call_id in self.calls:
+            raise ValueError(f"duplicate call id {call_id}")
+        e = _Entry(call_id, program_id, self.next_order)
+        self.next_order += 1
+        self.calls[call_id] = e
+        self.by_program.setdefault(program_id, set()).add(call_id)
+        self.n_waiting += 1
+        self._push(e)
+
+    def finish_calls(self, call_ids: Sequence[int], now: float) -> None:
+        touched = set()
+        for cid in call_ids:
+            e = self.calls.pop(cid)
+            e.version += 1
+            if e.running:
+                self.n_running -= 1
+            else:
+                self.n_waiting -= 1
+            live = self.by_program[e.program]
+            live.discard(cid)
+            touched.add(e.program)
+        for p in touched:  # their programs' remaining work went down: refresh priorities
+            for cid in self.by_program[p]:
+                self._push(self.calls[cid])
+
+    def requeue(self, call_ids: Sequence[int], now: float) -> None:
+        for cid in call_ids:
+            e = self.calls[cid]
+            if not e.running:
+                raise ValueError(f"call {cid} is not running")
+            e.running = False
+            self.n_running -= 1
+            self.n_waiting += 1
+            self._push(e)
+
+    def end_program(self, program_id: int) -> list[int]:
+        live = sorted(self.by_program.pop(program_id, ()))
+        for cid in live:
+            e = self.calls.pop(cid)
+            e.version += 1
+            if e.running:
+                self.n_running -= 1
+            else:
+                self.n_waiting -= 1
+        return live
+
+    def _top_waiting(self) -> tuple[float, int, int, _Entry] | None:
+        h = self.waiting
+        while h and (h[0][2] != h[0][3].version or h[0][3].running):
+            heapq.heappop(h)
+        return h[0] if h else None
+
+    def _worst_running(self) -> tuple[float, int, int, _Entry] | None:
+        h = self.run_heap
+        while h and (h[0][2] != h[0][3].version or not h[0][3].running):
+            heapq.heappop(h)
+        return h[0] if h else None
+
+    def schedule(self, now: float, capacity: int) -> SrptDecision:
+        d = SrptDecision()
+        while self.n_waiting:
+            top = self._top_waiting()
+            assert top is not None
+            if self.n_running >= capacity:
+                worst = self._worst_running()
+                if worst is None or -worst[0] <= top[0]:
+                    break
+                heapq.heappop(self.run_heap)
+                we = worst[3]
+                we.running = False
+                self.n_running -= 1
+                self.n_waiting += 1
+                self._push(we)
+                d.preempt.append(we.cid)
+                self.preemptions += 1
+                continue
+            heapq.heappop(self.waiting)
+            e = top[3]
+            e.running = True
+            self.n_waiting -= 1
+            self.n_running += 1
+            self._push(e)
+            d.admit.append(e.cid)
+        # a call preempted and re-admitted in the same decision is simply left running
+        if d.preempt and d.admit:
+            both = set(d.preempt) & set(d.admit)
+            if both:
+                d.preempt = [c for c in d.preempt if c not in both]
+                d.admit = [c for c in d.admit if c not in both]
+        return d
+
+    def step(self, now: float, capacity: int, ran: Sequence[int] = (), ran_seconds: float = 0.0,
+             finished: Sequence[int] = (), new_calls: Sequence[int] = (), new_programs: Sequence[int] = (),
+             new_parents: Sequence[Sequence[int]] | None = None) -> SrptDecision:
+        if finished:
+            self.finish_calls(finished, now)
+        for cid, pid in zip(new_calls, new_programs, strict=True):
+            self.add_call(cid, pid, now)
+        return self.schedule(now, capacity)

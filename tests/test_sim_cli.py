@@ -1,0 +1,97 @@
+"""The `autellix` command line: workload, simulate (--json fields), sweep outputs, clear errors."""
+
+import json
+
+import pytest
+
+from autellix.cli import main
+from autellix.sim.sweep import crossing_rate, throughput_table
+from autellix.sim.trace import load_trace
+
+REQUIRED = {"policy", "programs", "completed", "mean_latency", "p95_latency", "p99_latency", "mean_token_latency",
+            "makespan", "throughput"}
+
+
+def test_workload_writes_a_loadable_trace(tmp_path, capsys):
+    assert main(["workload", "--workload", "bfcl", "--rate", "2", "--programs", "5", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    path = tmp_path / "t.jsonl"
+    path.write_text(out)
+    progs = load_trace(path)
+    assert len(progs) == 5 and all(p.workload == "bfcl" for p in progs)
+    assert main(["workload", "-w", "bfcl", "-r", "2", "-n", "5", "-s", "3", "-o", str(tmp_path / "u.jsonl")]) == 0
+    assert (tmp_path / "u.jsonl").read_text() == out
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "mlfq", "plas", "atlas", "srpt"])
+def test_simulate_json_fields(policy, capsys):
+    assert main(["simulate", "--workload", "sharegpt", "--rate", "2", "--programs", "20", "--policy", policy,
+                 "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert REQUIRED <= out.keys()
+    assert out["policy"] == policy and out["programs"] == out["completed"] == 20
+    assert 0 < out["mean_token_latency"] and out["mean_latency"] <= out["p99_latency"] + 1e-9
+    assert out["throughput"] == pytest.approx(out["completed"] / out["makespan"])
+
+
+def test_simulate_a_trace_on_several_engines(tmp_path, capsys):
+    main(["workload", "-w", "lats", "-r", "1", "-n", "3", "-o", str(tmp_path / "t.jsonl")])
+    assert main(["simulate", "--trace", str(tmp_path / "t.jsonl"), "--policy", "atlas", "--engines", "2",
+                 "--balancer", "round-robin", "--json", "--no-progress", "--preemption", "swap"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["engines"] == 2 and out["balancer"] == "round-robin" and out["completed"] == 3
+
+
+def test_simulate_bad_trace_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"program_id": "a", "arrival": 0, "calls": [{"call_id": "c", "prompt_tokens": 5, '
+                   '"output_tokens": 1}]}\n{"program_id": "b", "arrival": 1, "calls": [{"call_id": "c", '
+                   '"prompt_tokens": -5, "output_tokens": 1}]}\n')
+    assert main(["simulate", "--trace", str(bad), "--policy", "fcfs", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "calls[0].prompt_tokens" in err and "Traceback" not in err
+
+
+def test_simulate_needs_a_source():
+    with pytest.raises(SystemExit):
+        main(["simulate", "--policy", "fcfs"])
+    with pytest.raises(SystemExit):
+        main(["simulate", "--policy", "nope", "--workload", "bfcl", "--rate", "1", "--programs", "1"])
+
+
+def test_sweep_writes_json_markdown_and_png(tmp_path, capsys):
+    assert main(["sweep", "--workloads", "sharegpt", "--policies", "fcfs,mlfq,plas,srpt", "--rates", "1,4,12",
+                 "--programs", "40", "--out", str(tmp_path), "--name", "s", "--quiet", "--max-running", "16"]) == 0
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert len(data["points"]) == 12
+    assert {r["series"] for r in data["throughput"]} == {"fcfs", "mlfq", "plas", "srpt"}
+    md = (tmp_path / "s.md").read_text()
+    assert "| sharegpt |" in md and "vs fcfs" in md and "vs mlfq" in md
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_crossing_rate_interpolates():
+    assert crossing_rate([(1, 1.0), (2, 2.0), (3, 4.0)], 3.0) == (2.5, True)
+    assert crossing_rate([(1, 1.0), (2, 2.0)], 3.0) == (2, False)
+    assert crossing_rate([(1, 5.0), (2, 6.0)], 3.0) == (1, False)
+    assert crossing_rate([(1, 1.0), (2, float("inf"))], 3.0) == (1, True)
+
+
+def test_throughput_table_ratios():
+    pts = []
+    for s, lat in (("fcfs", [1.0, 3.0, 9.0]), ("mlfq", [1.0, 2.0, 6.0]), ("plas", [1.0, 1.5, 1.8])):
+        for rate, l in zip((1.0, 2.0, 3.0), lat):
+            pts.append({"workload": "w", "series": s, "rate": rate, "mean_token_latency": l, "stopped_early": False,
+                        "completed": 1, "programs": 1})
+    rows = {r["series"]: r for r in throughput_table(pts, slos=(2.0,))}
+    assert rows["fcfs"]["throughput"] == pytest.approx(1.5)
+    assert rows["mlfq"]["throughput"] == pytest.approx(2.0)
+    assert rows["plas"]["throughput"] == pytest.approx(3.0) and not rows["plas"]["exact"]
+    assert rows["plas"]["vs_fcfs"] == pytest.approx(2.0) and rows["plas"]["vs_mlfq"] == pytest.approx(1.5)
+
+
+def test_sweep_duration_sets_programs_per_point(tmp_path):
+    assert main(["sweep", "--workloads", "bfcl", "--policies", "fcfs", "--rates", "1,30", "--duration", "4",
+                 "--out", str(tmp_path), "--name", "d", "--quiet", "--no-plot"]) == 0
+    data = json.loads((tmp_path / "d.json").read_text())
+    assert sorted(p["programs"] for p in data["points"]) == [50, 120]

@@ -1,0 +1,115 @@
+"""The engine model: DAG release order and delays, token accounting, no call lost under preemption."""
+
+import pytest
+
+from autellix.sim.presets import EngineConfig
+from autellix.sim.simulator import Simulator, simulate
+from autellix.sim.trace import Call, Program
+from autellix.sim.workloads import generate
+
+# a fast, simple engine: every step takes 10 ms whatever it holds
+FLAT = EngineConfig(name="flat", step_base=0.01, step_per_token=0.0, step_per_kv_token=0.0, max_running=8,
+                    token_budget=4096, kv_tokens=100_000)
+
+
+def _sim(programs, policy="fcfs", cfg=FLAT, **kw):
+    sim = Simulator(programs, policy, config=cfg, scheduler_options={"stale_after": float("inf")}
+                    if policy != "srpt" else None, **kw)
+    return sim, sim.run()
+
+
+def test_dag_release_order_and_delays():
+    diamond = Program("d", 0.5, [
+        Call("a", 100, 3, (), 0.25),
+        Call("b", 100, 5, ("a",), 1.0),
+        Call("c", 100, 2, ("a",), 2.0),
+        Call("d", 100, 4, ("b", "c"), 0.5),
+    ])
+    sim, res = _sim([diamond])
+    a, b, c, d = sim.programs[0].calls
+    assert a.release == pytest.approx(0.75)  # root: arrival + delay
+    assert b.release == pytest.approx(a.finish + 1.0)
+    assert c.release == pytest.approx(a.finish + 2.0)
+    assert d.release == pytest.approx(max(b.finish, c.finish) + 0.5)
+    for call in (a, b, c, d):
+        assert call.release <= call.start < call.finish
+    # 3 output tokens = prefill step (1st token) + 2 decode steps of 10 ms
+    assert a.finish - a.start == pytest.approx(0.03)
+    assert sim.programs[0].finish == d.finish
+    assert res.programs[0].finish - 0.5 == pytest.approx(d.finish - 0.5)
+
+
+def test_zero_delay_child_joins_the_same_scheduling_point():
+    prog = Program("p", 0.0, [Call("a", 10, 2), Call("b", 10, 2, ("a",))])
+    sim, _ = _sim([prog])
+    a, b = sim.programs[0].calls
+    assert b.release == a.finish == b.start
+
+
+def _totals(res):
+    es = res.engine_stats[0]
+    return es
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "plas", "srpt"])
+def test_tokens_in_equal_tokens_out_without_preemption(policy):
+    progs = generate("bfcl", 2.0, 40, seed=4)
+    sim, res = _sim(progs, policy, FLAT.replace(max_running=64, kv_tokens=400_000))
+    es = res.engine_stats[0]
+    assert all(p.finish > 0 for p in res.programs)
+    assert es["output_tokens"] == sum(p.output_tokens for p in progs)
+    assert es["prefill_tokens"] + es["cached_tokens"] == sum(c.prompt_tokens for p in progs for c in p.calls)
+    assert es["cached_tokens"] > 0  # the shared system prompt and earlier context hit the prefix cache
+    assert es["kv_preemptions"] == 0 and es["core_preemptions"] == 0 or policy != "fcfs"
+    eng = sim.engines[0]
+    assert not eng.running and not eng.calls and eng.kv_used == 0 and eng.n_dec == 0 and eng.kv_dec == 0
+
+
+@pytest.mark.parametrize("preemption", ["recompute", "swap"])
+@pytest.mark.parametrize("policy", ["fcfs", "mlfq", "srpt"])
+def test_no_call_lost_under_kv_pressure(preemption, policy):
+    progs = generate("sharegpt", 5.0, 30, seed=7)
+    longest = max(c.prompt_tokens + c.output_tokens for p in progs for c in p.calls)
+    cfg = FLAT.replace(max_running=16, kv_tokens=longest + 600, preemption=preemption)
+    sim, res = _sim(progs, policy, cfg)
+    es = res.engine_stats[0]
+    assert all(p.finish > 0 for p in res.programs)
+    assert all(c.generated == c.output and c.finish > 0 for c in sim.calls)
+    assert es["finished_calls"] == len(sim.calls)
+    assert es["output_tokens"] == sum(p.output_tokens for p in progs)  # nothing generated twice
+    assert es["kv_preemptions"] + es["kv_refusals"] > 0
+    prompts = sum(c.prompt_tokens for p in progs for c in p.calls)
+    if preemption == "recompute":
+        # every admission computes or reuses its whole context, unless preempted before its prefill ended
+        assert es["prefill_tokens"] + es["cached_tokens"] + es["abandoned_prefill"] == prompts + es["readmitted_ctx"]
+    else:
+        assert es["swapped_tokens"] > 0 or es["kv_preemptions"] == 0
+        assert es["prefill_tokens"] + es["cached_tokens"] == prompts
+    eng = sim.engines[0]
+    assert eng.kv_used == 0 and not eng.running and len(eng.sched) == 0
+
+
+def test_call_larger_than_the_kv_cache_is_rejected():
+    with pytest.raises(ValueError, match="do not fit"):
+        Simulator([Program("p", 0.0, [Call("big", 900, 200)])], "srpt", config=FLAT.replace(kv_tokens=1000))
+
+
+def test_step_time_model():
+    cfg = EngineConfig(name="t", step_base=0.01, step_per_token=0.001, step_per_kv_token=1e-5, max_running=4,
+                       token_budget=64, kv_tokens=10_000, prefix_caching=False, multi_step=100)
+    # one call, prompt 10, output 3: a prefill step of 10 tokens attending 10, then 2 decode steps
+    sim, res = _sim([Program("p", 0.0, [Call("a", 10, 3)])], "fcfs", cfg)
+    (a,) = sim.calls
+    prefill = 0.01 + 0.001 * 10 + 1e-5 * 10
+    decode = 2 * (0.01 + 0.001) + 1e-5 * (11 + 12)
+    assert a.finish == pytest.approx(prefill + decode)
+    assert res.engine_stats[0]["steps"] == 3
+
+
+def test_multi_engine_balancers_complete_everything():
+    progs = generate("mixed", 1.0, 12, seed=2)
+    for bal in ("autellix", "least-used", "round-robin"):
+        res = simulate(progs, "atlas", engines=3, balancer=bal, config=FLAT.replace(max_running=64))
+        assert all(p.finish > 0 for p in res.programs)
+        assert sum(e["finished_calls"] for e in res.engine_stats) == sum(len(p.calls) for p in progs)
+        assert sum(e["output_tokens"] for e in res.engine_stats) == sum(p.output_tokens for p in progs)
