@@ -110,6 +110,34 @@ class _AutellixMixin(_MixinBase):
         lineage = self._lineage.get(request_id)
         return lineage[0] if lineage is not None else None
 
+    def autellix_snapshot(self, program_ids: list[int]) -> dict[str, Any]:
+        """What the front end shows: the core's queues and counters, and the listed programs
+        this engine knows (others are absent)."""
+        programs = {}
+        for program_id in program_ids:
+            try:
+                programs[program_id] = dict(self.core.program_info(program_id))
+            except Exception:  # unknown here: it never ran on this engine, or went stale
+                continue
+        return {
+            "policy": self.autellix_settings.policy,
+            "queue_lengths": self.core.queue_lengths(),
+            "num_waiting": self.core.num_waiting,
+            "num_running": self.core.num_running,
+            "num_programs": self.core.num_programs,
+            "stats": dict(self.core.stats()),
+            "plugin": dict(self.autellix_stats),
+            "programs": programs,
+        }
+
+    def autellix_end_program(self, program_id: int) -> bool:
+        """Drop an ended program from the core's table; False if this engine never saw it."""
+        try:
+            self.core.end_program(program_id)
+        except Exception:
+            return False
+        return True
+
     def thread_id(self, request_id: str) -> Any:
         """The `autellix_thread_id` a live request arrived with, if any."""
         call_id = self.call_id(request_id)
@@ -261,6 +289,39 @@ class _AutellixMixin(_MixinBase):
             if rid in self._call_of
         ]
         return super().update_from_output(scheduler_output, model_runner_output)
+
+
+def _autellix_scheduler(engine_core: Any) -> _AutellixMixin | None:
+    scheduler = getattr(engine_core, "scheduler", None)
+    return scheduler if isinstance(scheduler, _AutellixMixin) else None
+
+
+def _snapshot_utility(self: Any, program_ids: list) -> Any:
+    scheduler = _autellix_scheduler(self)
+    return None if scheduler is None else scheduler.autellix_snapshot(program_ids)
+
+
+def _end_program_utility(self: Any, program_id: int) -> Any:
+    scheduler = _autellix_scheduler(self)
+    return None if scheduler is None else scheduler.autellix_end_program(program_id)
+
+
+def _register_engine_core_utilities() -> None:
+    """Let the front end reach the scheduler through vLLM's utility calls:
+    `engine_core.call_utility_async(name, *args)` runs `getattr(EngineCore, name)(*args)` in the
+    engine-core process. This adds two methods and replaces none of vLLM's. (Explicit
+    signatures: vLLM matches the arguments against them.)"""
+    from vllm.v1.engine.core import EngineCore
+
+    for name, utility in (
+        ("autellix_snapshot", _snapshot_utility),
+        ("autellix_end_program", _end_program_utility),
+    ):
+        if not hasattr(EngineCore, name):
+            setattr(EngineCore, name, utility)
+
+
+_register_engine_core_utilities()
 
 
 class AutellixScheduler(_AutellixMixin, Scheduler):

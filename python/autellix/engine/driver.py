@@ -1,0 +1,219 @@
+"""Engine replicas behind the core's load balancer: start, route, stream, abort, shut down.
+
+Each replica is a vLLM `AsyncLLM`, whose engine core runs in a child process with Autellix's
+scheduler plugged in (or vLLM's own, for the baseline). The driver tokenizes a prompt once,
+asks the Rust `LoadBalancer` where the call goes (short calls: least-used engine; long ones: the
+engine the program is pinned to, where its KV cache lives), tags the call with its program,
+thread and parents in `SamplingParams.extra_args`, and streams deltas back. Closing the stream
+early (a client went away) aborts the call in the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import autellix_core
+
+from autellix.engine.options import EngineOptions
+from autellix.models import DEFAULT_MODEL, resolve_model
+
+log = logging.getLogger("autellix.engine")
+
+
+class EngineUnavailableError(RuntimeError):
+    """No replica can take the call (not started, shutting down, or dead)."""
+
+
+@dataclass(frozen=True)
+class CallChunk:
+    """What one call produced since its previous chunk."""
+
+    text: str
+    token_ids: list[int]
+    finished: bool
+    finish_reason: str | None  # "stop", "length" or "abort" once finished
+    prompt_tokens: int
+    completion_tokens: int  # so far, in all
+    engine: int
+
+
+class EngineDriver:
+    """N vLLM replicas behind the Autellix load balancer. Use `async with` or start/shutdown."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        self.model_path: Path | None = None
+        self.served_model_name = options.served_model_name or _served_name(options.model)
+        self.balancer = autellix_core.LoadBalancer(
+            options.engines, short_call_tokens=options.short_call_tokens
+        )
+        self._engines: list[Any] = []  # vllm AsyncLLM
+        self._tokenizer: Any = None
+        self._max_model_len = 0
+        self._accepting = False
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resolve (build or convert) the model, then start every replica."""
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.model_path = await asyncio.to_thread(resolve_model, self.options.model)
+        args = self.options.vllm_engine_args(str(self.model_path), self.served_model_name)
+        started = time.monotonic()
+        try:
+            for index in range(self.options.engines):
+                log.info("starting engine %d/%d (%s)", index + 1, self.options.engines, self.options.scheduler)
+                engine_args = AsyncEngineArgs(**args)
+                engine = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args)
+                self._engines.append(engine)
+        except BaseException:
+            await self.shutdown()
+            raise
+        first = self._engines[0]
+        self._tokenizer = first.get_tokenizer()
+        self._max_model_len = first.model_config.max_model_len
+        self._accepting = True
+        log.info(
+            "%d engine(s) ready in %.1f s: model %s (%s), max_model_len %d",
+            len(self._engines), time.monotonic() - started, self.served_model_name,
+            self.model_path, self._max_model_len,
+        )
+
+    async def shutdown(self) -> None:
+        """Stop every replica and its engine-core process. Safe to call twice."""
+        self._accepting = False
+        engines, self._engines = self._engines, []
+        for engine in engines:
+            await asyncio.to_thread(engine.shutdown)
+
+    async def __aenter__(self) -> EngineDriver:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- what callers need to know -------------------------------------------------------------
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def num_engines(self) -> int:
+        return len(self._engines)
+
+    def dead_engines(self) -> list[int]:
+        """Replicas whose engine core has died (their calls fail; /health says 503)."""
+        return [i for i, engine in enumerate(self._engines) if engine.errored]
+
+    def ready(self) -> bool:
+        return self._accepting and bool(self._engines) and not self.dead_engines()
+
+    def loads(self) -> list[int]:
+        """Outstanding calls per engine, as the balancer counts them."""
+        return self.balancer.loads()
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        request_id: str,
+        prompt: str | Sequence[int],
+        params: Any,  # vllm.SamplingParams; copied, not changed
+        *,
+        program_id: int,
+        thread_id: int | None = None,
+        parents: Sequence[str] = (),
+    ) -> AsyncIterator[CallChunk]:
+        """Run one call and yield what it produces as it comes. `parents` are request ids of
+        earlier calls of the same program (ATLAS). Closing the iterator aborts the call."""
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        if not self.ready():
+            raise EngineUnavailableError(
+                "no engine is ready (starting, shutting down, or an engine died): retry later"
+            )
+        token_ids = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
+        params = params.clone()
+        params.output_kind = RequestOutputKind.DELTA
+        extra = dict(params.extra_args or {})
+        extra["autellix_program_id"] = program_id
+        if thread_id is not None:
+            extra["autellix_thread_id"] = thread_id
+        if parents:
+            extra["autellix_parents"] = list(parents)
+        params.extra_args = extra
+
+        index = self.balancer.route(program_id, len(token_ids))
+        completion_tokens = 0
+        try:
+            stream = self._engines[index].generate(
+                TokensPrompt(prompt_token_ids=token_ids), params, request_id
+            )
+            async for output in stream:
+                completion = output.outputs[0]
+                completion_tokens += len(completion.token_ids)
+                yield CallChunk(
+                    text=completion.text,
+                    token_ids=list(completion.token_ids),
+                    finished=output.finished,
+                    finish_reason=completion.finish_reason if output.finished else None,
+                    prompt_tokens=len(token_ids),
+                    completion_tokens=completion_tokens,
+                    engine=index,
+                )
+        finally:
+            self.balancer.release(index)
+
+    async def abort(self, request_ids: Sequence[str]) -> None:
+        """Abort calls wherever they run (unknown or finished ids are ignored)."""
+        for engine in self._engines:
+            await engine.abort(list(request_ids))
+
+    # -- programs ----------------------------------------------------------------------------
+
+    async def end_program(self, program_id: int) -> None:
+        """Forget a program: unpin it and drop it from every engine's scheduler table."""
+        self.balancer.forget(program_id)
+        if self.options.scheduler == "vllm":
+            return
+        await asyncio.gather(
+            *(e.engine_core.call_utility_async("autellix_end_program", program_id) for e in self._engines)
+        )
+
+    async def snapshots(self, program_ids: Sequence[int] = ()) -> list[dict[str, Any] | None]:
+        """Per engine, the Autellix scheduler's queues, counters and the listed programs
+        (None for an engine running vLLM's own scheduler)."""
+        if self.options.scheduler == "vllm":
+            return [None] * len(self._engines)
+        return list(
+            await asyncio.gather(
+                *(
+                    e.engine_core.call_utility_async("autellix_snapshot", list(program_ids))
+                    for e in self._engines
+                )
+            )
+        )
+
+
+def _served_name(model: str | None) -> str:
+    if model is None:
+        return DEFAULT_MODEL
+    return Path(model).name if "/" in model else model

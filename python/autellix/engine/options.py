@@ -1,0 +1,77 @@
+"""What an engine replica is started with: the model, the scheduler and vLLM's own knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# "vllm" is vanilla vLLM's own FCFS scheduler (the baseline); the others are Autellix's core.
+SCHEDULERS = ("plas", "atlas", "mlfq", "fcfs", "vllm")
+PLUGIN = "autellix.vllm.scheduler.AutellixScheduler"
+
+# On CPU vLLM reserves most of the RAM for KV cache unless told a size.
+DEFAULT_KV_CACHE_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """One set of options for every replica.
+
+    `model` is a name `autellix.models` knows ("tiny", "smollm2-135m-instruct"; None = default)
+    or a local model folder. `scheduler` is an Autellix policy or "vllm" for vanilla vLLM.
+    """
+
+    model: str | None = None
+    engines: int = 1
+    scheduler: str = "plas"
+    max_num_seqs: int = 64
+    max_model_len: int | None = 2048
+    kv_cache_memory_bytes: int = DEFAULT_KV_CACHE_BYTES
+    queue_boundaries: list[float] | None = None
+    quanta: list[float] | None = None
+    starvation_ratio: float | None = None
+    short_call_tokens: int = 2048
+    served_model_name: str | None = None
+    seed: int = 0
+    # Anything else AsyncEngineArgs accepts (enforce_eager, dtype, ...), passed through.
+    engine_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler {self.scheduler!r}: expected one of {', '.join(SCHEDULERS)}")
+        if self.engines < 1:
+            raise ValueError(f"engines must be at least 1, got {self.engines}")
+        if self.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be at least 1, got {self.max_num_seqs}")
+        if self.kv_cache_memory_bytes < 1 << 20:
+            raise ValueError(
+                f"kv_cache_memory_bytes={self.kv_cache_memory_bytes} is below 1 MiB: "
+                "give the KV cache size in bytes"
+            )
+
+    def autellix_config(self) -> dict[str, Any]:
+        """The plug-in's settings, as `additional_config["autellix"]`."""
+        knobs = {
+            "policy": self.scheduler,
+            "queue_boundaries": self.queue_boundaries,
+            "quanta": self.quanta,
+            "starvation_ratio": self.starvation_ratio,
+        }
+        return {k: v for k, v in knobs.items() if v is not None}
+
+    def vllm_engine_args(self, model_path: str, served_name: str) -> dict[str, Any]:
+        """Keyword arguments for vLLM's `AsyncEngineArgs`."""
+        args: dict[str, Any] = dict(
+            model=model_path,
+            served_model_name=[served_name],
+            max_num_seqs=self.max_num_seqs,
+            max_model_len=self.max_model_len,
+            kv_cache_memory_bytes=self.kv_cache_memory_bytes,
+            seed=self.seed,
+            enable_prefix_caching=True,
+        )
+        if self.scheduler != "vllm":
+            args["scheduler_cls"] = PLUGIN
+            args["additional_config"] = {"autellix": self.autellix_config()}
+        args.update(self.engine_args)
+        return args
