@@ -95,3 +95,25 @@ def test_sweep_duration_sets_programs_per_point(tmp_path):
                  "--out", str(tmp_path), "--name", "d", "--quiet", "--no-plot"]) == 0
     data = json.loads((tmp_path / "d.json").read_text())
     assert sorted(p["programs"] for p in data["points"]) == [50, 120]
+
+
+def test_sweep_queue_boundaries_go_to_the_multi_queue_policies_only(tmp_path):
+    # fcfs has one queue (the core rejects boundaries for it); srpt takes no options
+    assert main(["sweep", "--workloads", "sharegpt", "--policies", "fcfs,plas,srpt", "--rates", "2",
+                 "--programs", "10", "--queue-boundaries", "0.1,0.2,0.4", "--starvation-ratio", "inf",
+                 "--out", str(tmp_path), "--name", "b", "--quiet", "--no-plot"]) == 0
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["meta"]["scheduler_options"]["queue_boundaries"] == [0.1, 0.2, 0.4]
+    assert {p["series"]: p["completed"] for p in data["points"]} == {"fcfs": 10, "plas": 10, "srpt": 10}
+
+
+def test_simulate_without_chunked_prefill(capsys):
+    args = ["simulate", "--workload", "bfcl", "--rate", "2", "--programs", "10", "--policy", "fcfs", "--json",
+            "--no-progress", "--no-prefix-cache"]
+    assert main(args) == 0
+    chunked = json.loads(capsys.readouterr().out)
+    assert main([*args, "--no-chunked-prefill"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["completed"] == chunked["completed"] == 10
+    assert whole["output_tokens"] == chunked["output_tokens"]
+    assert whole["engine_steps"] > chunked["engine_steps"]  # prefill steps no longer carry decode tokens

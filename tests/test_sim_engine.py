@@ -113,3 +113,39 @@ def test_multi_engine_balancers_complete_everything():
         assert all(p.finish > 0 for p in res.programs)
         assert sum(e["finished_calls"] for e in res.engine_stats) == sum(len(p.calls) for p in progs)
         assert sum(e["output_tokens"] for e in res.engine_stats) == sum(p.output_tokens for p in progs)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_prefill_steps_with_and_without_chunked_prefill(chunked):
+    # step = 10 ms + 1 ms per token; a decodes when b's 20-token prompt arrives
+    cfg = EngineConfig(name="t", step_base=0.01, step_per_token=0.001, step_per_kv_token=0.0, max_running=4,
+                       token_budget=64, kv_tokens=10_000, prefix_caching=False, multi_step=1,
+                       chunked_prefill=chunked)
+    sim, res = _sim([Program("p", 0.0, [Call("a", 10, 5)]), Program("q", 0.015, [Call("b", 20, 2)])], "fcfs", cfg)
+    a, b = sim.calls
+    if chunked:
+        # 0.02: a's decode token rides with b's prefill (21 tokens); both decode; then a alone
+        assert b.finish == pytest.approx(0.02 + 0.031 + 0.012)
+        assert a.finish == pytest.approx(b.finish + 2 * 0.011)
+    else:
+        # 0.02: a prefill-only step (20 tokens) in which a waits; both decode; then a alone (3 tokens)
+        assert b.finish == pytest.approx(0.02 + 0.030 + 0.012)
+        assert a.finish == pytest.approx(b.finish + 3 * 0.011)
+    assert res.engine_stats[0]["output_tokens"] == 7
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "plas"])
+def test_no_chunked_prefill_keeps_token_accounting(policy):
+    progs = generate("bfcl", 3.0, 40, seed=5)
+    longest = max(c.prompt_tokens + c.output_tokens for p in progs for c in p.calls)
+    cfg = FLAT.replace(max_running=16, token_budget=512, kv_tokens=longest + 3000, chunked_prefill=False)
+    sim, res = _sim(progs, policy, cfg)
+    es = res.engine_stats[0]
+    assert all(c.generated == c.output and c.finish > 0 for c in sim.calls)
+    assert es["output_tokens"] == sum(p.output_tokens for p in progs)
+    prompts = sum(c.prompt_tokens for p in progs for c in p.calls)
+    assert es["kv_preemptions"] + es["kv_refusals"] > 0
+    # abandoned: admitted, then preempted before its prefill step came
+    assert es["prefill_tokens"] + es["cached_tokens"] + es["abandoned_prefill"] == prompts + es["readmitted_ctx"]
+    eng = sim.engines[0]
+    assert eng.kv_used == 0 and not eng.running and eng.n_dec == 0 and eng.kv_dec == 0

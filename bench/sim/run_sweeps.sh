@@ -15,16 +15,24 @@ OUT=bench/results/sim
 AUTELLIX=${AUTELLIX:-autellix}
 POLICIES=fcfs,mlfq,plas,atlas,srpt
 COMMON=(--out "$OUT" --jobs "$JOBS" --wall-limit 120)
-$AUTELLIX sweep --workloads sharegpt --policies $POLICIES --duration 600 --name sharegpt --starvation-ratio inf "${COMMON[@]}"
-$AUTELLIX sweep --workloads bfcl --policies $POLICIES --duration 600 --name bfcl --starvation-ratio inf "${COMMON[@]}"
-$AUTELLIX sweep --workloads mixed --policies $POLICIES --duration 1200 --name mixed --starvation-ratio inf "${COMMON[@]}"
-$AUTELLIX sweep --workloads lats --policies $POLICIES --duration 1200 --name lats --starvation-ratio inf "${COMMON[@]}"
+# Queue ladder for the multi-queue core policies (mlfq, plas, atlas alike; fcfs has one queue): 14
+# queues doubling from 0.1 s to 409.6 s of attained service, scaled to this preset's step times
+# (0.1 s = a few full-batch decode steps; 409.6 s = the critical path of the longest lats programs
+# under load). The core's default 1..64 s ladder lumps most programs into its last queue, which
+# then round-robins between programs (see bench/sim/README.md, "Why the targets are / are not met").
+LADDER=0.1,0.2,0.4,0.8,1.6,3.2,6.4,12.8,25.6,51.2,102.4,204.8,409.6
+$AUTELLIX sweep --workloads sharegpt --policies $POLICIES --duration 600 --name sharegpt --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
+$AUTELLIX sweep --workloads bfcl --policies $POLICIES --duration 600 --name bfcl --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
+$AUTELLIX sweep --workloads mixed --policies $POLICIES --duration 1200 --name mixed --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
+$AUTELLIX sweep --workloads lats --policies $POLICIES --duration 1200 --name lats --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
 $AUTELLIX sweep --workloads sharegpt --policies plas --engines 4 --balancers autellix,round-robin,least-used \
-  --duration 300 --name balancer-sharegpt-4 --starvation-ratio inf "${COMMON[@]}"
-$AUTELLIX sweep --workloads sharegpt --policies fcfs,mlfq,plas,srpt --duration 600 --name sharegpt-beta4 "${COMMON[@]}"
-# the paper's plain-vLLM baseline: fcfs on an engine without prefix caching
-$AUTELLIX sweep --workloads sharegpt --policies fcfs --no-prefix-cache --duration 600 --name sharegpt-vllm "${COMMON[@]}"
-$AUTELLIX sweep --workloads bfcl --policies fcfs --no-prefix-cache --duration 600 --name bfcl-vllm "${COMMON[@]}"
-$AUTELLIX sweep --workloads mixed --policies fcfs --no-prefix-cache --duration 1200 --name mixed-vllm "${COMMON[@]}"
-$AUTELLIX sweep --workloads lats --policies fcfs --no-prefix-cache --duration 1200 --name lats-vllm "${COMMON[@]}"
+  --duration 300 --name balancer-sharegpt-4 --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
+$AUTELLIX sweep --workloads sharegpt --policies fcfs,mlfq,plas,srpt --duration 600 --name sharegpt-beta4 --queue-boundaries $LADDER "${COMMON[@]}"
+# the paper's plain-vLLM baseline (vLLM 0.6 defaults): fcfs on an engine without prefix caching, without
+# chunked prefill (prefill-only steps stall decoding) and without multi-step scheduling
+VLLM=(--policies fcfs --no-prefix-cache --no-chunked-prefill --multi-step 1)
+$AUTELLIX sweep --workloads sharegpt "${VLLM[@]}" --duration 600 --name sharegpt-vllm "${COMMON[@]}"
+$AUTELLIX sweep --workloads bfcl "${VLLM[@]}" --duration 600 --name bfcl-vllm "${COMMON[@]}"
+$AUTELLIX sweep --workloads mixed "${VLLM[@]}" --duration 1200 --name mixed-vllm "${COMMON[@]}"
+$AUTELLIX sweep --workloads lats "${VLLM[@]}" --duration 1200 --name lats-vllm "${COMMON[@]}"
 ${PYTHON:-python} bench/sim/summarize.py "$OUT"

@@ -73,6 +73,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preemption", choices=("recompute", "swap"), help="how a preempted call's KV is handled")
     g.add_argument("--multi-step", type=_positive_int, help="schedule at least every N decode steps")
     g.add_argument("--no-prefix-cache", action="store_true", help="disable the per-engine prefix cache")
+    g.add_argument("--no-chunked-prefill", action="store_true",
+                   help="prefill-only steps of whole prompts, decoding stalls (vLLM V0 without chunked prefill)")
     s = p.add_argument_group("scheduler (core policies)")
     s.add_argument("--queue-boundaries", type=_float_list, metavar="S1,S2,...", help="K-1 attained-service thresholds (s)")
     s.add_argument("--quanta", type=_float_list, metavar="Q1,...,QK", help="K per-queue quanta (s)")
@@ -90,6 +92,8 @@ def _engine_config(args: argparse.Namespace) -> Any:
             changes[name] = v
     if args.no_prefix_cache:
         changes["prefix_caching"] = False
+    if args.no_chunked_prefill:
+        changes["chunked_prefill"] = False
     return cfg.replace(**changes) if changes else cfg
 
 
@@ -164,15 +168,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     cfg = _engine_config(args)
     opts = tuple(sorted(_scheduler_options(args).items()))
+
+    def opts_for(pol: str) -> tuple[tuple[str, Any], ...]:
+        # srpt takes no options; fcfs has a single queue, so queue boundaries and quanta do not apply
+        if pol == "srpt":
+            return ()
+        if pol == "fcfs":
+            return tuple((k, v) for k, v in opts if k not in ("queue_boundaries", "quanta"))
+        return opts
+
     series: list[Series] = []
     if args.balancers:
         for pol in args.policies:
             for bal in args.balancers:
                 label = bal if len(args.policies) == 1 else f"{pol}/{bal}"
-                series.append(Series(label, pol, args.engines, bal, opts if pol != "srpt" else ()))
+                series.append(Series(label, pol, args.engines, bal, opts_for(pol)))
     else:
         for pol in args.policies:
-            series.append(Series(pol, pol, args.engines, "autellix", opts if pol != "srpt" else ()))
+            series.append(Series(pol, pol, args.engines, "autellix", opts_for(pol)))
     rates = {}
     for w in args.workloads:
         rates[w] = args.rates if args.rates else default_rates(w, cfg, args.engines, args.points)

@@ -378,16 +378,24 @@ class Engine:
         n = self.n_dec
         st = self.stats
         if self.prefilling:
+            chunked = cfg.chunked_prefill
+            if not chunked:
+                n = 0  # a prefill-only step: the decoders wait (they neither advance nor get service)
             budget = cfg.token_budget - n
             tokens = n
-            attended = self.kv_dec
+            attended = self.kv_dec if chunked else 0
             done = []
             served: list[int] = []
             for call in self.prefilling:
                 if budget <= 0:
                     break
+                if chunked:
+                    take = call.prefill_left if call.prefill_left < budget else budget
+                else:  # whole prompts only, in order; the first one even if it exceeds the budget
+                    take = call.prefill_left
+                    if served and take > budget:
+                        break
                 served.append(call.cid)
-                take = call.prefill_left if call.prefill_left < budget else budget
                 call.prefill_left -= take
                 budget -= take
                 tokens += take
@@ -396,14 +404,17 @@ class Engine:
                     done.append(call)
             st.prefill_tokens += tokens - n
             # only calls in the batch get service: decoders and the prefills that got tokens
-            if len(self.prefilling) == len(served):
+            if not chunked:
+                ran = served
+            elif len(self.prefilling) == len(served):
                 ran = list(self.running)
             else:
                 waiting_prefill = {c.cid for c in self.prefilling[len(served):]}
                 ran = [cid for cid in self.running if cid not in waiting_prefill]
             dt = a + b * tokens + c * attended
-            self.G += 1
-            self.kv_dec += n
+            if chunked:
+                self.G += 1  # G counts decode steps: decoders' end steps are relative to it
+                self.kv_dec += n
             k = 1
             if done:
                 keep = []

@@ -51,6 +51,9 @@ class EngineConfig:
     token_budget: int = 2048
     kv_tokens: int = 400_000
     prefix_caching: bool = True
+    # False: vLLM V0 without chunked prefill (the paper's plain-vLLM baseline): a step that has prefills
+    # carries only whole prompts (up to token_budget; a longer prompt runs alone) and decoding stalls
+    chunked_prefill: bool = True
     preemption: str = "recompute"  # or "swap"
     swap_per_token: float = 5e-6
     multi_step: int = 8  # schedule at least every this many decode steps (and whenever a call ends)
