@@ -17,6 +17,7 @@ __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 SUBCOMMAND_MODULES: list[str] = [
     "autellix.sim.commands",  # workload, simulate, sweep
+    "autellix.server.command",  # serve
 ]
 
 

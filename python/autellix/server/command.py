@@ -1,0 +1,146 @@
+"""The ``serve`` subcommand: start the engines and serve the HTTP API on uvloop.
+
+Heavy imports (vLLM, aiohttp) happen inside the handler, so ``autellix --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+from typing import Any
+
+__all__ = ["register"]
+
+POLICIES = ("plas", "atlas", "mlfq", "fcfs", "vllm")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '1073741824', '1GiB', '512MiB', '2G' (binary units) or '1GB' (decimal)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 1GiB, 512MiB, 1073741824)")
+    number, unit, binary = match.groups()
+    power = "kmgt".find(unit.lower()) + 1 if unit else 0
+    # "G" alone and "GiB" are binary; "GB" is decimal.
+    base = 1000 if (unit and not binary and text.strip().lower().endswith("b")) else 1024
+    return int(float(number) * base**power)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or math.isnan(value):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve an OpenAI-compatible, program-aware HTTP API",
+        description="Start vLLM engine replicas with Autellix's scheduler and serve the OpenAI-compatible "
+        "HTTP API with program endpoints, /health and /metrics.",
+    )
+    e = p.add_argument_group("engines")
+    e.add_argument("--model", help="a known model name (tiny, smollm2-135m-instruct) or a local folder "
+                   "(default: smollm2-135m-instruct, converted on first use)")
+    e.add_argument("--served-model-name", help="the name clients use in 'model' (default: from --model)")
+    e.add_argument("--engines", type=_positive_int, default=1, help="engine replicas (default 1)")
+    e.add_argument("--policy", choices=POLICIES, default="plas",
+                   help="scheduling policy; 'vllm' is vanilla vLLM's scheduler (default plas)")
+    e.add_argument("--max-num-seqs", type=_positive_int, default=64, help="calls running at once per engine (default 64)")
+    e.add_argument("--max-model-len", type=_positive_int, default=2048, help="context length in tokens (default 2048)")
+    e.add_argument("--kv-cache-memory", type=parse_size, default=1 << 30, metavar="SIZE",
+                   help="KV cache per engine, bytes or a size like 1GiB (default 1GiB)")
+    e.add_argument("--starvation-ratio", type=_positive_float, help="anti-starvation beta (default 4; inf disables)")
+    eager = e.add_mutually_exclusive_group()
+    eager.add_argument("--enforce-eager", dest="enforce_eager", action="store_true", default=True,
+                       help="run the model eagerly, no graph capture (default: on; starts fast)")
+    eager.add_argument("--no-enforce-eager", dest="enforce_eager", action="store_false",
+                       help="let vLLM compile and capture graphs (slower start, faster steps)")
+    s = p.add_argument_group("server")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    s.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on every route but /health; give it several "
+                   "times for several clients, each seeing only its own programs")
+    s.add_argument("--max-queued-calls", type=_positive_int, default=512,
+                   help="calls outstanding beyond which new ones get 429 (default 512)")
+    s.add_argument("--program-ttl", type=_positive_float, default=900.0,
+                   help="end programs idle for this many seconds (default 900)")
+    s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from autellix.engine import EngineOptions
+    from autellix.server.app import make_app
+    from autellix.server.settings import ServerSettings
+    from autellix.server.state import DRIVER
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("autellix.server")
+    options = EngineOptions(
+        model=args.model,
+        engines=args.engines,
+        scheduler=args.policy,
+        max_num_seqs=args.max_num_seqs,
+        max_model_len=args.max_model_len,
+        kv_cache_memory_bytes=args.kv_cache_memory,
+        starvation_ratio=args.starvation_ratio,
+        served_model_name=args.served_model_name,
+        engine_args={"enforce_eager": args.enforce_eager},
+    )
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        api_keys=tuple(args.api_key),
+        max_queued_calls=args.max_queued_calls,
+        program_ttl=args.program_ttl,
+    )
+    app = make_app(settings, options)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    def ready(_banner: str) -> None:  # aiohttp calls this once the socket listens
+        log.info(
+            "Autellix ready: http://%s:%d/v1 serving model %r (%s, %d engine%s)",
+            host, args.port, app[DRIVER].served_model_name, args.policy,
+            args.engines, "" if args.engines == 1 else "s",
+        )
+
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=ready,
+        access_log=None,
+        handler_cancellation=True,  # a client that hangs up cancels its call, which aborts it
+        shutdown_timeout=5.0,
+        loop=uvloop.new_event_loop(),
+    )
+    return 0

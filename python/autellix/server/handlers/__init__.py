@@ -1,0 +1,1 @@
+"""One module per endpoint group; `autellix.server.routes` wires them to paths."""

@@ -1,0 +1,79 @@
+"""Program life cycle: POST /v1/programs, GET and DELETE /v1/programs/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from autellix.server.calls import not_found_program
+from autellix.server.programs import Program
+from autellix.server.protocol import parse_program_create, read_json
+from autellix.server.state import CALLS, DRIVER, owner_of
+
+log = logging.getLogger("autellix.server")
+
+SNAPSHOT_TIMEOUT = 10.0
+
+
+async def create_program(request: web.Request) -> web.Response:
+    # The body is optional: no body (or an empty one) is a program without metadata.
+    body: dict[str, Any] = await read_json(request) if (await request.read()).strip() else {}
+    metadata = parse_program_create(body)
+    request.app[CALLS].check_ready()
+    program = request.app[CALLS].start_program(owner_of(request), metadata=metadata)
+    return web.json_response(
+        {"id": program.id, "object": "program", "created": program.created, "metadata": program.metadata},
+        status=201,
+    )
+
+
+def _find(request: web.Request) -> Program:
+    program_id = request.match_info["program_id"]
+    program = request.app[CALLS].programs.get(program_id, owner_of(request))
+    if program is None or program.solo:
+        raise not_found_program(program_id)
+    return program
+
+
+async def get_program(request: web.Request) -> web.Response:
+    program = _find(request)
+    driver = request.app[DRIVER]
+    attained = critical = waiting = 0.0
+    try:
+        snapshots = await asyncio.wait_for(driver.snapshots([program.internal_id]), SNAPSHOT_TIMEOUT)
+    except Exception:  # an engine died or is stuck: show what the front end knows
+        log.warning("scheduler snapshot for %s failed", program.id, exc_info=True)
+        snapshots = []
+    for snapshot in snapshots:
+        if not snapshot:
+            continue
+        programs = snapshot.get("programs") or {}
+        info = programs.get(program.internal_id) or programs.get(str(program.internal_id))
+        if info:
+            attained += float(info.get("attained_service", 0.0))
+            critical = max(critical, float(info.get("critical_path", 0.0)))
+            waiting += float(info.get("waiting_time", 0.0))
+    return web.json_response(
+        {
+            "id": program.id,
+            "object": "program",
+            "state": "active",
+            "created": program.created,
+            "metadata": program.metadata,
+            "calls": [record.to_json() for record in program.calls.values()],
+            "attained_service": attained,
+            "critical_path": critical,
+            "waiting_time": waiting,
+            "active_calls": len(program.active),
+            "engine": driver.balancer.pinned(program.internal_id),
+        }
+    )
+
+
+async def delete_program(request: web.Request) -> web.Response:
+    program = _find(request)
+    aborted = await request.app[CALLS].end_program(program)
+    return web.json_response({"id": program.id, "object": "program.deleted", "deleted": True, "aborted_calls": aborted})

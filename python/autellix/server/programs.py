@@ -1,0 +1,159 @@
+"""The front end's program table: string ids for clients, int ids for the core, and per-call
+records (state, tokens, waiting and service time as the front end measures them).
+
+Ended programs are forgotten at once, so memory is bounded by the live programs; each keeps at
+most `MAX_CALL_RECORDS` call records (the oldest finished ones go first).
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_CALL_RECORDS = 4096
+# The vLLM plug-in treats program ids at or above 2**63 as its own one-call programs.
+INTERNAL_ID_LIMIT = 1 << 63
+
+
+def new_program_id() -> str:
+    return f"prog-{secrets.token_hex(12)}"
+
+
+def new_call_id() -> str:
+    # 24 hex digits: never mistaken for the "-<8 hex>" suffix vLLM appends to request ids.
+    return f"call-{secrets.token_hex(12)}"
+
+
+@dataclass
+class CallRecord:
+    id: str
+    thread_id: int | None
+    parent_ids: list[str]
+    arrival: float  # time.monotonic()
+    state: str = "running"  # running | finished | aborted
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_output: float | None = None
+    finished_at: float | None = None
+    engine: int | None = None
+
+    @property
+    def waiting_time(self) -> float:
+        """Arrival to first output: queueing plus prefill."""
+        end = self.first_output if self.first_output is not None else (self.finished_at or time.monotonic())
+        return max(end - self.arrival, 0.0)
+
+    @property
+    def service_time(self) -> float:
+        """First output to finish (or to now, while it runs)."""
+        if self.first_output is None:
+            return 0.0
+        return max((self.finished_at or time.monotonic()) - self.first_output, 0.0)
+
+    @property
+    def latency(self) -> float:
+        return max((self.finished_at or time.monotonic()) - self.arrival, 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "thread_id": self.thread_id,
+            "parent_ids": self.parent_ids,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "waiting_time": self.waiting_time,
+            "service_time": self.service_time,
+        }
+
+
+@dataclass
+class Program:
+    id: str
+    internal_id: int
+    created: int  # unix seconds
+    owner: str | None  # hash of the API key that started it
+    solo: bool  # a one-call program made for a call without a program id
+    metadata: dict[str, Any] = field(default_factory=dict)
+    calls: OrderedDict[str, CallRecord] = field(default_factory=OrderedDict)
+    active: set[str] = field(default_factory=set)
+    last_activity: float = field(default_factory=time.monotonic)
+    # Totals over every call, also those whose records were dropped.
+    waiting_total: float = 0.0
+    service_total: float = 0.0
+    first_arrival: float | None = None
+    last_finish: float | None = None
+
+    def add_call(self, record: CallRecord) -> None:
+        self.calls[record.id] = record
+        self.active.add(record.id)
+        self.last_activity = record.arrival
+        if self.first_arrival is None:
+            self.first_arrival = record.arrival
+        if len(self.calls) > MAX_CALL_RECORDS:
+            for call_id in list(self.calls):
+                if call_id not in self.active:
+                    del self.calls[call_id]
+                    break
+
+    def finish_call(self, record: CallRecord) -> None:
+        self.active.discard(record.id)
+        self.last_activity = time.monotonic()
+        self.waiting_total += record.waiting_time
+        self.service_total += record.service_time
+        self.last_finish = record.finished_at
+
+    def latency(self) -> float | None:
+        if self.first_arrival is None or self.last_finish is None:
+            return None
+        return max(self.last_finish - self.first_arrival, 0.0)
+
+
+class ProgramTable:
+    """Live programs by string id. Not thread-safe: used from the event loop only."""
+
+    def __init__(self) -> None:
+        self._programs: dict[str, Program] = {}
+        self._internal_ids = itertools.count(1)
+        self.started = 0
+
+    def __len__(self) -> int:
+        return len(self._programs)
+
+    def __iter__(self) -> Iterator[Program]:
+        return iter(list(self._programs.values()))
+
+    def create(self, owner: str | None, *, solo: bool = False, metadata: dict[str, Any] | None = None) -> Program:
+        internal = next(self._internal_ids)
+        if internal >= INTERNAL_ID_LIMIT:  # unreachable in practice; never hand the core a bad id
+            raise OverflowError("program id space exhausted")
+        program = Program(
+            id=new_program_id(),
+            internal_id=internal,
+            created=int(time.time()),
+            owner=owner,
+            solo=solo,
+            metadata=dict(metadata or {}),
+        )
+        self._programs[program.id] = program
+        self.started += 1
+        return program
+
+    def get(self, program_id: str, owner: str | None) -> Program | None:
+        """The live program, if it exists and this key started it (others see nothing)."""
+        program = self._programs.get(program_id)
+        if program is None or program.owner != owner:
+            return None
+        return program
+
+    def remove(self, program: Program) -> None:
+        self._programs.pop(program.id, None)
+
+    def idle_since(self, cutoff: float) -> list[Program]:
+        """Programs with no running call and no activity since `cutoff` (monotonic seconds)."""
+        return [p for p in self._programs.values() if not p.active and p.last_activity < cutoff and not p.solo]
