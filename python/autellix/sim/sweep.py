@@ -172,7 +172,10 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+def plot(results: Sequence[dict[str, Any]], path: Path, title: str = "",
+         slos: Sequence[float] = (2.0, 5.0, 10.0)) -> None:
+    """Mean and P95 token latency vs rate, one column per workload; the mean plot marks the latency
+    targets (``slos`` x the unloaded latency) as dotted lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,6 +191,14 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str = "") -> None
             for s in dict.fromkeys(r["series"] for r in pts):
                 xs = sorted((r["rate"], r[metric]) for r in pts if r["series"] == s and not r["stopped_early"])
                 ax.plot([x for x, _ in xs], [y for _, y in xs], marker="o", ms=3, label=s)
+            if row == 0:
+                lowest = min(r["rate"] for r in pts)
+                base = min(_latency(r, metric) for r in pts if r["rate"] == lowest)
+                for slo in slos:
+                    if math.isfinite(base):
+                        ax.axhline(base * slo, color="grey", ls=":", lw=0.8)
+                        ax.annotate(f"{slo:g}x", (0.01, base * slo), xycoords=("axes fraction", "data"),
+                                    fontsize=7, color="grey", va="bottom")
             ax.set_yscale("log")
             ax.set_xlabel("program arrival rate (programs/s)")
             ax.set_ylabel(label)
@@ -217,7 +228,7 @@ def write_outputs(results: Sequence[dict[str, Any]], out_dir: str | os.PathLike[
           "`>=` means the series never reached the target in the swept range).\n", "", markdown_table(rows)]
     if plots:
         paths["png"] = out / f"{name}.png"
-        plot(results, paths["png"], name)
+        plot(results, paths["png"], name, slos)
         md.append(f"\n![latency vs rate]({paths['png'].name})\n")
     paths["md"].write_text("\n".join(md), encoding="utf-8")
     return paths
