@@ -1,0 +1,126 @@
+"""A real `autellix serve` for tests: a subprocess on a free loopback port, in its own process
+group, stopped with every engine process it started.
+
+    with running_server(["--api-key", "k"]) as base_url:   # "http://127.0.0.1:PORT"
+        ...
+
+Defaults fit any CI box: the tiny model, a 64 MiB KV cache, 1,024-token context, 8 seqs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+# The engine start (vLLM plus a child engine-core process) takes ~20 s on an idle 2-core box and
+# several minutes on a busy one; this only bounds a server that never comes up.
+STARTUP_TIMEOUT = 600.0
+STOP_TIMEOUT = 60.0
+BASE_ARGS = ("--model", "tiny", "--kv-cache-memory", "64MiB", "--max-model-len", "1024", "--max-num-seqs", "8")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in a process group, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def health(base_url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _log_tail(log_path: Path, lines: int = 40) -> str:
+    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"autellix serve exited with {process.returncode}:\n{_log_tail(log_path)}")
+        with contextlib.suppress(OSError):
+            if health(base_url)[0] == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"autellix serve did not become healthy in {STARTUP_TIMEOUT:.0f} s:\n{_log_tail(log_path)}")
+
+
+def stop_server(process: subprocess.Popen) -> list[int]:
+    """SIGTERM the server's process group, then SIGKILL what is left. Returns the processes that
+    outlived the server's own exit by the grace period (orphans), after killing them."""
+    pgid = process.pid  # start_new_session=True: the server leads its own group
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+    deadline = time.monotonic() + 30
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    orphans = group_members(pgid)
+    for pid in orphans:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return orphans
+
+
+@contextlib.contextmanager
+def running_server(extra_args: Sequence[str] = (), *, log_dir: Path | None = None) -> Iterator[str]:
+    """Start `autellix serve` with the test defaults plus `extra_args`; yield its base URL
+    (no trailing slash; the OpenAI API is under /v1). On exit, stop it and assert that no engine
+    process outlived it."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "autellix.cli", "serve", *BASE_ARGS, "--port", str(port), *extra_args]
+    log_file = tempfile.NamedTemporaryFile(
+        "w", prefix=f"autellix-serve-{port}-", suffix=".log", dir=log_dir, delete=False
+    )
+    log_path = Path(log_file.name)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env,
+        )
+    try:
+        _wait_healthy(base_url, process, log_path)
+        yield base_url
+    finally:
+        orphans = stop_server(process)
+    assert not orphans, f"engine processes {orphans} outlived the server:\n{_log_tail(log_path)}"
+    log_path.unlink(missing_ok=True)

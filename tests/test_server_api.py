@@ -1,0 +1,350 @@
+"""`autellix serve` over real HTTP with the official openai SDK: chat, completions, streaming,
+programs end to end, aborts (program deletion, client disconnect), API keys, /metrics.
+
+One real server (tiny random-weight model, so texts are gibberish: assert ids, counts, shapes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import httpx
+import openai
+import pytest
+
+from server_helpers import running_server
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.timeout(900),  # the first test also waits for the engine to start
+]
+
+KEY = "sk-test-one"
+OTHER_KEY = "sk-test-two"
+MODEL = "tiny"
+CALL_ID = re.compile(r"^call-[0-9a-f]{24}$")
+PROGRAM_ID = re.compile(r"^prog-[0-9a-f]{24}$")
+# Long enough that a call is still running when the test acts on it.
+LONG = {"max_tokens": 900, "extra_body": {"ignore_eos": True}}
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with running_server(["--api-key", KEY, "--api-key", OTHER_KEY]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as client:
+        yield client
+
+
+def sdk(base_url: str, key: str = KEY, **headers: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, default_headers=headers or None, max_retries=0)
+
+
+def new_program(http: httpx.Client) -> str:
+    response = http.post("/v1/programs", json={"metadata": {"test": "api"}})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert PROGRAM_ID.match(body["id"]) and body["object"] == "program" and body["created"] > 0
+    return body["id"]
+
+
+def wait_for(predicate, what: str, timeout: float = 120.0):
+    """Poll until `predicate()` is truthy (the server acts asynchronously); not a speed check."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[str]:
+    for line in lines:
+        if line.startswith("data: "):
+            yield line[len("data: ") :]
+
+
+# -- OpenAI surface ---------------------------------------------------------------------------
+
+
+def test_models_lists_the_served_model(base_url: str) -> None:
+    models = sdk(base_url).models.list()
+    assert [m.id for m in models.data] == [MODEL]
+
+
+def test_chat_completion(base_url: str) -> None:
+    client = sdk(base_url)
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}],
+        max_tokens=12,
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    completion = raw.parse()
+    assert CALL_ID.match(completion.id)
+    assert completion.object == "chat.completion" and completion.model == MODEL
+    assert raw.headers["X-Autellix-Call-Id"] == completion.id
+    assert PROGRAM_ID.match(raw.headers["X-Autellix-Program"])
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.finish_reason == "length"
+    assert completion.usage.completion_tokens == 12
+    assert completion.usage.prompt_tokens > 5
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + 12
+
+
+def test_chat_text_parts_render_like_a_string(base_url: str) -> None:
+    client = sdk(base_url)
+    as_parts = client.chat.completions.create(
+        model=MODEL, max_tokens=1, messages=[{"role": "user", "content": [{"type": "text", "text": "ab"}, {"type": "text", "text": "cd"}]}]
+    )
+    as_text = client.chat.completions.create(model=MODEL, max_tokens=1, messages=[{"role": "user", "content": "abcd"}])
+    assert as_parts.usage.prompt_tokens == as_text.usage.prompt_tokens
+
+
+def test_greedy_is_deterministic_and_sampling_fields_are_accepted(base_url: str) -> None:
+    client = sdk(base_url)
+    first, second = (
+        client.completions.create(model=MODEL, prompt="def main():", max_tokens=8, temperature=0) for _ in range(2)
+    )
+    assert first.choices[0].text == second.choices[0].text
+    sampled = client.completions.create(
+        model=MODEL, prompt="x", max_tokens=6, temperature=0.8, top_p=0.9, seed=7, presence_penalty=0.5,
+        frequency_penalty=0.5, stop=["\n\n"], user="someone",
+        extra_body={"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1},
+    )
+    assert sampled.usage.completion_tokens <= 6
+
+
+def test_completion_from_text_and_from_token_ids(base_url: str) -> None:
+    client = sdk(base_url)
+    text = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, extra_body={"ignore_eos": True})
+    assert CALL_ID.match(text.id) and text.object == "text_completion"
+    assert text.usage.completion_tokens == 5 and text.choices[0].finish_reason == "length"
+    ids = client.completions.create(model=MODEL, prompt=[5, 6, 7, 8, 9, 10], max_tokens=3, extra_body={"ignore_eos": True})
+    assert ids.usage.prompt_tokens == 6 and ids.usage.completion_tokens == 3
+
+
+def test_chat_stream_with_usage(base_url: str) -> None:
+    stream = sdk(base_url).chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count"}],
+        max_tokens=10,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
+    chunks = list(stream)
+    assert len({c.id for c in chunks}) == 1 and CALL_ID.match(chunks[0].id)
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    with_choices = [c for c in chunks if c.choices]
+    assert [c.choices[0].finish_reason for c in with_choices][-1] == "length"
+    assert all(c.choices[0].finish_reason is None for c in with_choices[:-1])
+    usage = chunks[-1]
+    assert usage.choices == [] and usage.usage.completion_tokens == 10
+    assert "".join(c.choices[0].delta.content or "" for c in with_choices)  # some text came
+
+
+def test_completion_stream_is_sse_ending_in_done(http: httpx.Client) -> None:
+    body = {"model": MODEL, "prompt": "a", "max_tokens": 4, "ignore_eos": True, "stream": True}
+    with http.stream("POST", "/v1/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert CALL_ID.match(response.headers["X-Autellix-Call-Id"])
+        raw = response.read().decode()
+    assert raw.endswith("data: [DONE]\n\n")
+    events = [e for e in sse_events(iter(raw.split("\n"))) if e != "[DONE]"]
+    chunks = [json.loads(e) for e in events]
+    assert all(c["object"] == "text_completion" for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert "usage" not in chunks[-1]  # not asked for
+
+
+# -- programs ---------------------------------------------------------------------------------
+
+
+def test_program_end_to_end(base_url: str, http: httpx.Client) -> None:
+    program = new_program(http)
+    client = sdk(base_url, **{"X-Autellix-Program": program})
+    first = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "plan"}], max_tokens=30, extra_body={"ignore_eos": True})
+    raw = client.with_options(default_headers={"X-Autellix-Program": program, "X-Autellix-Thread": "2"}).completions.with_raw_response.create(
+        model=MODEL, prompt="act", max_tokens=20, extra_body={"ignore_eos": True, "parent_ids": [first.id]}
+    )
+    second = raw.parse()
+    assert raw.headers["X-Autellix-Program"] == program
+    # The body field names the program as well as the header does.
+    third = sdk(base_url).completions.create(model=MODEL, prompt="x", max_tokens=2, extra_body={"program_id": program, "thread_id": 5})
+
+    info = http.get(f"/v1/programs/{program}").json()
+    assert info["id"] == program and info["object"] == "program" and info["state"] == "active"
+    assert info["metadata"] == {"test": "api"}
+    calls = {c["id"]: c for c in info["calls"]}
+    assert list(calls) == [first.id, second.id, third.id]
+    assert all(c["state"] == "finished" for c in calls.values())
+    assert calls[first.id]["completion_tokens"] == 30 and calls[second.id]["completion_tokens"] == 20
+    assert calls[second.id]["parent_ids"] == [first.id] and calls[second.id]["thread_id"] == 2
+    assert calls[third.id]["thread_id"] == 5
+    assert all(c["service_time"] > 0 and c["waiting_time"] >= 0 for c in list(calls.values())[:2])
+    assert info["attained_service"] > 0 and info["critical_path"] > 0
+    assert info["active_calls"] == 0
+
+    deleted = http.delete(f"/v1/programs/{program}").json()
+    assert deleted == {"id": program, "object": "program.deleted", "deleted": True, "aborted_calls": 0}
+    assert http.get(f"/v1/programs/{program}").status_code == 404
+    with pytest.raises(openai.NotFoundError) as error:
+        client.completions.create(model=MODEL, prompt="late", max_tokens=2)
+    assert error.value.code == "program_not_found"
+
+
+def test_parents_must_be_earlier_calls_of_the_program(base_url: str, http: httpx.Client) -> None:
+    program, other = new_program(http), new_program(http)
+    earlier = sdk(base_url, **{"X-Autellix-Program": other}).completions.create(model=MODEL, prompt="a", max_tokens=1)
+    client = sdk(base_url, **{"X-Autellix-Program": program})
+    for parents in ([earlier.id], ["call-000000000000000000000000"]):
+        with pytest.raises(openai.BadRequestError) as error:
+            client.completions.create(model=MODEL, prompt="b", max_tokens=1, extra_body={"parent_ids": parents})
+        assert error.value.status_code == 400 and "parent" in error.value.message
+    response = http.post(
+        "/v1/completions",
+        json={"model": MODEL, "prompt": "b", "max_tokens": 1},
+        headers={"X-Autellix-Program": program, "X-Autellix-Parents": earlier.id},
+    )
+    assert response.status_code == 400 and response.json()["error"]["param"] == "parent_ids"
+
+
+def test_delete_aborts_an_outstanding_call(http: httpx.Client) -> None:
+    program = new_program(http)
+    body = {"model": MODEL, "prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": True}
+    with http.stream("POST", "/v1/completions", json=body, headers={"X-Autellix-Program": program}) as response:
+        events = sse_events(response.iter_lines())
+        first = json.loads(next(events))
+        deleted = http.delete(f"/v1/programs/{program}").json()
+        assert deleted["deleted"] is True and deleted["aborted_calls"] == 1
+        rest = list(events)
+    assert rest[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in rest[:-1]]
+    assert {c["id"] for c in chunks} == {first["id"]}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "abort"
+
+
+def _call_state(http: httpx.Client, program: str) -> str | None:
+    calls = http.get(f"/v1/programs/{program}").json()["calls"]
+    return calls[0]["state"] if calls else None
+
+
+def test_client_disconnect_mid_stream_aborts_the_call(base_url: str, http: httpx.Client) -> None:
+    program = new_program(http)
+    body = {"model": MODEL, "prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": True}
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as own:
+        with own.stream("POST", "/v1/completions", json=body, headers={"X-Autellix-Program": program}) as response:
+            next(sse_events(response.iter_lines()))
+        # leaving the block closes the connection mid-stream
+    wait_for(lambda: _call_state(http, program) == "aborted", "the call to be aborted")
+    call = http.get(f"/v1/programs/{program}").json()["calls"][0]
+    assert call["completion_tokens"] < 900
+    # The engine keeps serving.
+    after = sdk(base_url).completions.create(model=MODEL, prompt="still there?", max_tokens=3, extra_body={"ignore_eos": True})
+    assert after.usage.completion_tokens == 3
+
+
+def test_client_disconnect_mid_request_aborts_the_call(base_url: str, http: httpx.Client) -> None:
+    program = new_program(http)
+    body = json.dumps({"model": MODEL, "prompt": "long", "max_tokens": 900, "ignore_eos": True}).encode()
+    url = urlparse(base_url)
+    request = (
+        f"POST /v1/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {KEY}\r\n"
+        f"X-Autellix-Program: {program}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(request)
+        wait_for(lambda: _call_state(http, program) == "running", "the call to start")
+    wait_for(lambda: _call_state(http, program) == "aborted", "the call to be aborted")
+    assert http.get(f"/v1/programs/{program}").json()["active_calls"] == 0
+
+
+# -- API keys ---------------------------------------------------------------------------------
+
+
+def test_every_route_but_health_needs_the_key(base_url: str) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as anonymous:
+        assert anonymous.get("/health").status_code == 200
+        for method, path in [("GET", "/v1/models"), ("GET", "/metrics"), ("POST", "/v1/programs"), ("POST", "/v1/chat/completions")]:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+                response = anonymous.request(method, path, headers=headers)
+                assert response.status_code == 401, (method, path, headers)
+                error = response.json()["error"]
+                assert error["type"] == "authentication_error" and error["code"] == "invalid_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base_url, key="wrong").models.list()
+
+
+def test_a_program_belongs_to_the_key_that_started_it(base_url: str, http: httpx.Client) -> None:
+    program = new_program(http)
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=30) as other:
+        assert other.get("/v1/models").status_code == 200  # a valid key
+        assert other.get(f"/v1/programs/{program}").status_code == 404
+        assert other.delete(f"/v1/programs/{program}").status_code == 404
+        response = other.post(
+            "/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1}, headers={"X-Autellix-Program": program}
+        )
+        assert response.status_code == 404 and response.json()["error"]["code"] == "program_not_found"
+    assert http.get(f"/v1/programs/{program}").status_code == 200
+    assert http.delete(f"/v1/programs/{program}").json()["deleted"] is True
+
+
+# -- /metrics ---------------------------------------------------------------------------------
+
+
+def _samples(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics(base_url: str, http: httpx.Client) -> None:
+    program = new_program(http)
+    sdk(base_url, **{"X-Autellix-Program": program}).completions.create(model=MODEL, prompt="m", max_tokens=4)
+    http.delete(f"/v1/programs/{program}")
+    response = http.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    for family, kind in [
+        ("autellix_queue_depth", "gauge"),
+        ("autellix_running_calls", "gauge"),
+        ("autellix_programs_active", "gauge"),
+        ("autellix_programs_total", "counter"),
+        ("autellix_calls_total", "counter"),
+        ("autellix_preemptions_total", "counter"),
+        ("autellix_starvation_promotions_total", "counter"),
+        ("autellix_balancer_placements_total", "counter"),
+        ("autellix_program_waiting_seconds", "histogram"),
+        ("autellix_program_service_seconds", "histogram"),
+        ("autellix_program_latency_seconds", "histogram"),
+        ("autellix_call_latency_seconds", "histogram"),
+    ]:
+        assert f"# TYPE {family} {kind}\n" in text, family
+    samples = _samples(text)
+    assert samples['autellix_queue_depth{engine="0",queue="0"}'] >= 0
+    assert 'autellix_running_calls{engine="0"}' in samples
+    assert samples['autellix_calls_total{status="finished"}'] >= 1
+    assert samples['autellix_balancer_placements_total{engine="0"}'] >= 1
+    assert samples["autellix_programs_total"] >= 1
+    assert samples["autellix_program_latency_seconds_count"] >= 1
+    buckets = [v for k, v in samples.items() if k.startswith("autellix_call_latency_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == samples["autellix_call_latency_seconds_count"]
