@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 
-log = logging.getLogger("autellix.vllm")
+log = logging.getLogger("vllm.autellix")  # printed through vLLM's handler in its processes
 
 
 def disable_amx_attention() -> bool:

@@ -32,7 +32,9 @@ from vllm.v1.request import Request, RequestStatus
 from autellix.vllm.admission_queue import AdmissionQueue
 from autellix.vllm.settings import AutellixSettings
 
-log = logging.getLogger("autellix.vllm")
+# A child of vLLM's logger: inside vLLM's processes our lines go out through its handler, tagged
+# with the process like vLLM's own.
+log = logging.getLogger("vllm.autellix")
 
 # The scheduler interface is not public; these are the versions this file was read against.
 SUPPORTED_VLLM = ((0, 32, 0), (0, 33, 0))  # [low, high)
@@ -82,6 +84,7 @@ class _AutellixMixin(_MixinBase):
             log.warning("autellix: KV connectors are untested with this scheduler")
         self.autellix_settings = AutellixSettings.from_vllm_config(self.vllm_config)
         self.core = self.autellix_settings.make_core()
+        log.info("autellix: %s scheduling with policy %s", type(self).__name__, self.autellix_settings.policy)
         # Replaces vLLM's FCFS queue, before any request exists.
         self.admission = AdmissionQueue()
         self.waiting = self.admission
