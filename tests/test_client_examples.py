@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,60 +13,19 @@ from pathlib import Path
 import pytest
 
 from autellix.client import AsyncClient, BadRequestError, Client, NotFoundError
+from server_helpers import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
-try:  # the shared fixture, once the server's test helpers exist
-    from server_helpers import running_server  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - temporary stand-in, removed once server_helpers lands
-    running_server = None
-
-
-def _fallback_server() -> Iterator[str]:
-    import signal
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [
-        str(Path(sys.executable).with_name("autellix")), "serve", "--model", "tiny", "--port", str(port),
-        "--kv-cache-memory", "64MiB", "--max-model-len", "1024", "--max-num-seqs", "8",
-    ]
-    proc = subprocess.Popen(command, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, "the server exited during start-up"
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become healthy"
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+# The first test also waits for the engine to start, minutes on a busy box.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    if running_server is not None:
-        with running_server() as url:
-            yield url
-    else:
-        yield from _fallback_server()
+    with running_server() as url:
+        yield url
 
 
 def run_example(name: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -134,6 +92,45 @@ def test_sync_streaming_deltas_make_the_final_text(server: str) -> None:
         completion = p.complete("abc", max_tokens=4, ignore_eos=True, stream=True).collect()
         assert completion.usage is not None and completion.usage.completion_tokens == 4
         assert {c["id"] for c in p.info()["calls"]} == {result.call_id, completion.call_id}
+
+
+def _wait_for_state(p_info, call_id: str, state: str) -> dict:
+    """Polls program info until the call reaches `state` (the abort lands asynchronously)."""
+    import time
+
+    for _ in range(600):
+        calls = {c["id"]: c for c in p_info()["calls"]}
+        if calls[call_id]["state"] == state:
+            return calls[call_id]
+        time.sleep(0.1)
+    raise AssertionError(f"{call_id} never reached {state}: {calls[call_id]}")
+
+
+def test_closing_a_stream_aborts_the_call(server: str) -> None:
+    with Client(server).program() as p:
+        stream = p.complete("Go on and on", max_tokens=900, ignore_eos=True, stream=True)
+        first = next(iter(stream))
+        assert first and stream.call_id.startswith("call-")
+        stream.close()
+        aborted = _wait_for_state(p.info, stream.call_id, "aborted")
+        assert aborted["completion_tokens"] < 900
+        assert p.info()["active_calls"] == 0
+
+    async def main() -> str:
+        async with AsyncClient(server) as client, client.program() as ap:
+            s = await ap.complete("Keep going", max_tokens=900, ignore_eos=True, stream=True)
+            async for _ in s:
+                break
+            await s.close()
+            call_id = s.call_id
+            for _ in range(600):
+                calls = {c["id"]: c for c in (await ap.info())["calls"]}
+                if calls[call_id]["state"] == "aborted":
+                    return call_id
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"{call_id} was not aborted: {calls[call_id]}")
+
+    assert asyncio.run(main()).startswith("call-")
 
 
 def test_api_error_carries_the_server_code(server: str) -> None:
