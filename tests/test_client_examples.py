@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,8 +97,6 @@ def test_sync_streaming_deltas_make_the_final_text(server: str) -> None:
 
 def _wait_for_state(p_info, call_id: str, state: str) -> dict:
     """Polls program info until the call reaches `state` (the abort lands asynchronously)."""
-    import time
-
     for _ in range(600):
         calls = {c["id"]: c for c in p_info()["calls"]}
         if calls[call_id]["state"] == state:

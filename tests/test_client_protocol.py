@@ -65,7 +65,7 @@ class StubServer:
                 return web.json_response({"id": pid, "object": "program.deleted", "deleted": True, "aborted_calls": 0})
             return web.json_response({"id": pid, "object": "program", "calls": []})
         if request.path == "/v1/chat/completions":
-            return await self.chat(request, body)
+            return await self.chat(request, body or {})
         return _error(404, "not_found", "no route")
 
     async def chat(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:

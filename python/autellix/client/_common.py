@@ -9,12 +9,18 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from autellix.client.errors import error_from_stream_event
 
 CallKind = Literal["chat", "completion"]
+
+
+class Headers(Protocol):
+    """Case-insensitive response headers: http.client's HTTPMessage or aiohttp's CIMultiDictProxy."""
+
+    def get(self, key: str, /) -> Any: ...
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 600.0
@@ -147,7 +153,7 @@ def call_headers(program_id: str | None) -> dict[str, str]:
     return {PROGRAM_HEADER: program_id} if program_id else {}
 
 
-def parse_result(kind: CallKind, data: Any, headers: Mapping[str, str]) -> CallResult:
+def parse_result(kind: CallKind, data: Any, headers: Headers) -> CallResult:
     """A non-streamed response body -> :class:`CallResult` (first choice only)."""
     if not isinstance(data, dict):
         raise ValueError(f"unexpected response body: {data!r}")
@@ -182,9 +188,9 @@ def sse_data(line: bytes | str) -> str | None:
 class StreamAccumulator:
     """Folds decoded SSE chunks into text deltas and, at the end, one :class:`CallResult`."""
 
-    def __init__(self, kind: CallKind, headers: Mapping[str, str]) -> None:
+    def __init__(self, kind: CallKind, headers: Headers) -> None:
         self.kind = kind
-        self.call_id: str = headers.get(CALL_ID_HEADER, "")
+        self.call_id: str = headers.get(CALL_ID_HEADER) or ""
         self.program_id = headers.get(PROGRAM_HEADER)
         self.parts: list[str] = []
         self.chunks: list[dict[str, Any]] = []

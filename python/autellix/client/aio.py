@@ -254,12 +254,40 @@ class AsyncProgram:
     async def info(self) -> dict[str, Any]:
         return await self.client.program_info(self.id)
 
-    async def chat(self, messages: Any, **kwargs: Any) -> Any:
-        """As :meth:`autellix.client.Program.chat`; ``stream=True`` gives an :class:`AsyncCallStream`."""
-        return await self.client._call("chat", messages, self.id, **kwargs)
+    async def chat(
+        self,
+        messages: Any,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        thread_id: int | None = None,
+        parents: Iterable[Any] = (),
+        stream: bool = False,
+        **sampling: Any,
+    ) -> Any:
+        """As :meth:`autellix.client.Program.chat`; ``stream=True`` gives an :class:`AsyncCallStream`
+        once the server has accepted the call."""
+        return await self.client._call(
+            "chat", messages, self.id, model=model, max_tokens=max_tokens, thread_id=thread_id,
+            parents=parents, stream=stream, **sampling,
+        )
 
-    async def complete(self, prompt: Any, **kwargs: Any) -> Any:
-        return await self.client._call("completion", prompt, self.id, **kwargs)
+    async def complete(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        thread_id: int | None = None,
+        parents: Iterable[Any] = (),
+        stream: bool = False,
+        **sampling: Any,
+    ) -> Any:
+        """A text completion call of this program; arguments as for :meth:`chat`."""
+        return await self.client._call(
+            "completion", prompt, self.id, model=model, max_tokens=max_tokens, thread_id=thread_id,
+            parents=parents, stream=stream, **sampling,
+        )
 
     async def __aenter__(self) -> AsyncProgram:
         return await self.start()

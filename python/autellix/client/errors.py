@@ -142,8 +142,11 @@ def error_from_response(status: int, body: bytes | str, retry_after: str | None 
 
 def error_from_stream_event(event: dict[str, Any]) -> APIError:
     """An error object the server sent as an SSE event after the 200 status line was already out."""
-    err = event.get("error") if isinstance(event.get("error"), dict) else {}
-    status = err.get("status") if isinstance(err.get("status"), int) else 500
+    raw = event.get("error")
+    err: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    status = err.get("status")
+    if not isinstance(status, int):
+        status = 500
     code = err.get("code")
     return _error_class(status)(
         status,

@@ -258,16 +258,44 @@ class Program:
         """The server's view: calls, attained service, critical path, waiting time, ..."""
         return self.client.program_info(self.id)
 
-    def chat(self, messages: Any, **kwargs: Any) -> Any:
-        """A chat call of this program. Keyword arguments: ``model``, ``max_tokens``, ``thread_id``,
-        ``parents`` (call ids or results), ``stream``, and any OpenAI sampling field
-        (``temperature``, ``seed``, ``stop``, vLLM's ``ignore_eos``, ...). Returns a
-        :class:`CallResult`, or a :class:`CallStream` when ``stream=True``."""
-        return self.client._call("chat", messages, self.id, **kwargs)
+    def chat(
+        self,
+        messages: Any,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        thread_id: int | None = None,
+        parents: Iterable[Any] = (),
+        stream: bool = False,
+        **sampling: Any,
+    ) -> Any:
+        """A chat call of this program. ``messages``: a list of ``{"role", "content"}`` dicts or
+        one string (a single user turn). ``model`` defaults to the server's only model;
+        ``parents`` are the call ids (or results) this call depends on; ``thread_id`` tells
+        parallel branches apart; ``sampling`` is any OpenAI/vLLM field (``temperature``, ``seed``,
+        ``stop``, ``ignore_eos``, ...). Returns a :class:`CallResult`, or a :class:`CallStream`
+        when ``stream=True``."""
+        return self.client._call(
+            "chat", messages, self.id, model=model, max_tokens=max_tokens, thread_id=thread_id,
+            parents=parents, stream=stream, **sampling,
+        )
 
-    def complete(self, prompt: Any, **kwargs: Any) -> Any:
-        """A text completion call of this program; arguments as for :meth:`chat`."""
-        return self.client._call("completion", prompt, self.id, **kwargs)
+    def complete(
+        self,
+        prompt: Any,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        thread_id: int | None = None,
+        parents: Iterable[Any] = (),
+        stream: bool = False,
+        **sampling: Any,
+    ) -> Any:
+        """A text completion call of this program (``/v1/completions``); arguments as for :meth:`chat`."""
+        return self.client._call(
+            "completion", prompt, self.id, model=model, max_tokens=max_tokens, thread_id=thread_id,
+            parents=parents, stream=stream, **sampling,
+        )
 
     def __enter__(self) -> Program:
         return self.start()
