@@ -17,9 +17,15 @@ def test_a100_preset_numbers():
     assert cfg.max_running == 256 and cfg.kv_tokens == 400_000
 
 
-def test_unfitted_preset_and_unknown_preset_are_clear_errors():
-    with pytest.raises(ValueError, match="not been fitted"):
-        get_preset("cpu-vllm")
+def test_cpu_vllm_preset_is_the_fitted_tiny_engine():
+    cfg = get_preset("cpu-vllm")
+    assert cfg.name == "cpu-vllm" and cfg.max_running == 8 and cfg.multi_step == 1
+    one = cfg.step_base + cfg.step_per_token + cfg.step_per_kv_token * 256
+    eight = cfg.step_base + cfg.step_per_token * 8 + cfg.step_per_kv_token * 8 * 256
+    assert 0.004 < one < 0.010 and 0.008 < eight < 0.020  # measured decode steps: ~6 ms, ~12 ms
+
+
+def test_unknown_preset_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown engine preset"):
         get_preset("h100")
 

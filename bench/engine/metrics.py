@@ -52,6 +52,8 @@ def summarize_point(run: PointRun) -> dict[str, Any]:
         "aborted_calls": run.aborted_calls,
         "stopped_early": run.stopped_early,
         "median_call_seconds": statistics.median(run.call_seconds) if run.call_seconds else math.nan,
+        # per program: output tokens asked, tokens received, finished (the test checks these)
+        "program_tokens": [[r.program.output_tokens, r.tokens, r.finish >= 0] for r in run.records],
     }
 
 
@@ -93,7 +95,7 @@ def median_over_seeds(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (workload, series, rate), group in groups.items():
         merged: dict[str, Any] = {"workload": workload, "series": series, "rate": rate,
                                   "seeds": [p["seed"] for p in group]}
-        keys = dict.fromkeys(k for p in group for k in p if k not in merged and k != "seed")
+        keys = dict.fromkeys(k for p in group for k in p if k not in merged and k not in ("seed", "program_tokens"))
         for k in keys:
             values = [p[k] for p in group if k in p]
             if k in LATENCY_KEYS:

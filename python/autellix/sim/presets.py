@@ -24,9 +24,25 @@ With these numbers a full decode batch of 256 calls at ~600 tokens of context ta
 7 + 19 + 12 = ~38 ms per step, ~6,700 output tokens/s: in line with published vLLM throughput
 benchmarks of Llama-3-8B on one A100-80GB (~5-7 k output tokens/s at high concurrency).
 
-``cpu-vllm`` is a placeholder for the preset fitted by a bench to the real vLLM engine on this
-machine; until that bench has run it raises an error. Any preset can also be loaded from a JSON file
-with the :class:`EngineConfig` field names (``autellix simulate --engine-config FILE``).
+``cpu-vllm`` — the real vLLM 0.32 CPU engine of bench/engine_programs.py: the tiny random-weight Llama
+(hidden 128, 4 layers) on 2 AMD EPYC cores shared with other work, one OpenMP thread, enforce_eager.
+Fitted by ``bench/engine/fit_preset.py`` (raw steps in bench/results/engine/cpu_vllm_fit.json): 610
+hand-stepped engine steps (batches of 1-32 calls, prompts of 32-1,536 tokens, 24 decode steps each),
+each timed around ``step()``, with the step's scheduled tokens and the KV tokens its calls attend;
+least squares, refitted without the 96 steps beyond 3 MADs (noise from the shared cores):
+
+* ``a`` = 6.2 ms: a decode step of one call takes 5.5-6.5 ms (Python and vLLM bookkeeping, not math).
+* ``b`` = 591 us per token in the step: a decode batch of 8 takes ~12 ms, of 16 ~20 ms; a 4,096-token
+  prefill step 1.6-2.5 s (vLLM's CPU prefill path is slow for this model, ~400-600 us a token).
+* ``c`` = 0.86 us per KV token attended (weakly determined: context length barely moves a decode step).
+* median |relative error| 25 % on decode steps, 33 % on prefill steps (the model is linear; the
+  engine's per-token cost differs between decode and prefill).
+* ``kv_tokens`` = 262,144 (256 MiB of KV cache), ``token_budget`` = 4,096 (vLLM's default
+  max_num_batched_tokens here), ``max_running`` = 8 (the bench's max_num_seqs), ``multi_step`` = 1
+  (vLLM V1 schedules every step).
+
+Any preset can also be loaded from a JSON file with the :class:`EngineConfig` field names
+(``autellix simulate --engine-config FILE``).
 """
 
 from __future__ import annotations
@@ -80,7 +96,9 @@ class EngineConfig:
 
 PRESETS: dict[str, EngineConfig | None] = {
     "a100-llama8b": EngineConfig(name="a100-llama8b"),
-    "cpu-vllm": None,  # filled by the vLLM fitting bench once the vLLM engine lands
+    # fitted by bench/engine/fit_preset.py, see the module docstring
+    "cpu-vllm": EngineConfig(name="cpu-vllm", step_base=6.21e-3, step_per_token=591e-6, step_per_kv_token=0.86e-6,
+                             max_running=8, token_budget=4096, kv_tokens=262_144, multi_step=1),
 }
 
 
