@@ -123,3 +123,31 @@ def test_parents_and_thread_ids_reach_the_core():
         assert short_child["program_id"] == long_child["program_id"]
         while llm_engine.has_unfinished_requests():
             llm_engine.step()
+
+
+def _starvation_scenario(starvation_ratio: float) -> tuple[list[str], dict]:
+    """One slot. A heavy program (service earned in a warm-up) waits with one call while light
+    one-call programs keep arriving, each in a more urgent queue than the heavy one."""
+    # Quanta too long to use up: running calls never demote, so the order depends only on the
+    # queues calls enter (light: 0, heavy: below) and on anti-starvation, not on step times.
+    knobs = {**FAST_QUEUES, "quanta": [1000.0] * 8, "starvation_ratio": starvation_ratio}
+    with _engine(PLUGIN, max_num_seqs=1, autellix=knobs) as engine:
+        _run(engine, [("heavy-warmup", "def heavy(x):", 40, 1, 0)])
+        # Arrivals (every 4 steps) outpace service (~7 steps a call): some light call always waits.
+        light = [(f"light-{i}", f"print({i})", 6, 100 + i, 4 * i) for i in range(48)]
+        outputs, order = _run(engine, [("heavy", "class Heavy:", 10, 1, 0), *light])
+        assert len(outputs["heavy"]) == 10
+        return order, scheduler_of(engine).core.stats()
+
+
+def test_anti_starvation_lets_a_heavy_program_finish_under_a_stream_of_light_ones():
+    starved, starved_stats = _starvation_scenario(float("inf"))
+    assert starved[-1] == "heavy"  # pure PLAS: the light stream always goes first
+    assert starved_stats["promotions"] == 0
+
+    # Promoted after waiting 1.5x the ~40 steps of service it earned, the heavy call joins the
+    # tail of the top queue while light programs keep arriving for ~190 steps.
+    order, stats = _starvation_scenario(1.5)
+    assert stats["promotions"] >= 1
+    # Promoted to the top queue, the heavy call runs while light programs are still arriving.
+    assert order.index("heavy") < len(order) - 10
