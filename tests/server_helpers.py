@@ -27,7 +27,14 @@ from pathlib import Path
 # several minutes on a busy one; this only bounds a server that never comes up.
 STARTUP_TIMEOUT = 600.0
 STOP_TIMEOUT = 60.0
+# base URL -> the server process, for tests that need to reach under the HTTP surface.
+_PROCESSES: dict[str, subprocess.Popen] = {}
 BASE_ARGS = ("--model", "tiny", "--kv-cache-memory", "64MiB", "--max-model-len", "1024", "--max-num-seqs", "8")
+
+
+def server_process(base_url: str) -> subprocess.Popen:
+    """The `autellix serve` process behind a URL `running_server` yielded (it leads its group)."""
+    return _PROCESSES[base_url]
 
 
 def free_port() -> int:
@@ -117,10 +124,12 @@ def running_server(extra_args: Sequence[str] = (), *, log_dir: Path | None = Non
             command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env,
         )
+    _PROCESSES[base_url] = process
     try:
         _wait_healthy(base_url, process, log_path)
         yield base_url
     finally:
+        del _PROCESSES[base_url]
         orphans = stop_server(process)
     assert not orphans, f"engine processes {orphans} outlived the server:\n{_log_tail(log_path)}"
     log_path.unlink(missing_ok=True)
