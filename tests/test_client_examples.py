@@ -248,3 +248,29 @@ def test_example_load_generator(server: str) -> None:
     assert report["length_mismatches"] == 0  # ignore_eos + max_tokens: exact output lengths
     assert report["latency_p50"] <= report["latency_p95"] <= report["latency_p99"]
     assert report["token_latency_mean"] > 0 and report["throughput_tokens_per_s"] > 0
+
+
+def _active_programs(client: Client) -> float:
+    for line in client.metrics().splitlines():
+        if line.startswith("autellix_programs_active"):
+            return float(line.split()[-1])
+    raise AssertionError("no autellix_programs_active in /metrics")
+
+
+def test_example_load_generator_time_limit_ends_its_programs(server: str) -> None:
+    # bfcl seed 0: program p3 has 12 calls separated by 4.5 s of tool delays, so a 1.5 s limit
+    # always cuts it off (a sleep, not a speed assumption); the cut programs must be ended.
+    proc = run_example(
+        "load_generator.py", server,
+        "--workload", "bfcl", "--programs", "4", "--rate", "100", "--token-scale", "0.05",
+        "--max-output", "4", "--duration", "1.5", "--json",
+    )
+    report = json.loads(proc.stdout)
+    assert report["timed_out"] is True and report["unfinished"] >= 1
+    assert report["completed"] + report["failed"] + report["unfinished"] == 4 and report["call_errors"] == 0
+    client = Client(server)
+    for _ in range(300):  # the DELETEs went out before the script exited; allow for bookkeeping
+        if _active_programs(client) == 0:
+            break
+        time.sleep(0.1)
+    assert _active_programs(client) == 0
