@@ -1,7 +1,7 @@
 """A real `autellix serve` for tests: a subprocess on a free loopback port, in its own process
 group, stopped with every engine process it started.
 
-    with running_server(["--api-key", "k"]) as base_url:   # "http://127.0.0.1:PORT"
+    with running_server(extra_args=["--api-key", "k"]) as base_url:   # "http://127.0.0.1:PORT"
         ...
 
 Defaults fit any CI box: the tiny model, a 64 MiB KV cache, 1,024-token context, 8 seqs.
@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 # The engine start (vLLM plus a child engine-core process) takes ~20 s on an idle 2-core box and
 # several minutes on a busy one; this only bounds a server that never comes up.
@@ -107,10 +108,17 @@ def stop_server(process: subprocess.Popen) -> list[int]:
 
 
 @contextlib.contextmanager
-def running_server(extra_args: Sequence[str] = (), *, log_dir: Path | None = None) -> Iterator[str]:
+def running_server(tmp_path_factory: Any = None, extra_args: Sequence[str] = ()) -> Iterator[str]:
     """Start `autellix serve` with the test defaults plus `extra_args`; yield its base URL
     (no trailing slash; the OpenAI API is under /v1). On exit, stop it and assert that no engine
-    process outlived it."""
+    process outlived it.
+
+    `tmp_path_factory` (pytest's, optional) puts the server log under pytest's temp folder, kept
+    for inspection; without it the log goes to the system temp folder and is deleted after a
+    clean run. `running_server(["--api-key", "k"])` also works (extra args first)."""
+    if isinstance(tmp_path_factory, (list, tuple)):
+        tmp_path_factory, extra_args = None, tmp_path_factory
+    log_dir = tmp_path_factory.mktemp("autellix-serve") if tmp_path_factory is not None else None
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "autellix.cli", "serve", *BASE_ARGS, "--port", str(port), *extra_args]
@@ -132,4 +140,5 @@ def running_server(extra_args: Sequence[str] = (), *, log_dir: Path | None = Non
         del _PROCESSES[base_url]
         orphans = stop_server(process)
     assert not orphans, f"engine processes {orphans} outlived the server:\n{_log_tail(log_path)}"
-    log_path.unlink(missing_ok=True)
+    if log_dir is None:
+        log_path.unlink(missing_ok=True)

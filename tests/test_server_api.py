@@ -35,7 +35,7 @@ LONG = {"max_tokens": 900, "extra_body": {"ignore_eos": True}}
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    with running_server(["--api-key", KEY, "--api-key", OTHER_KEY]) as url:
+    with running_server(extra_args=["--api-key", KEY, "--api-key", OTHER_KEY]) as url:
         yield url
 
 

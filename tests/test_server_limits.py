@@ -26,7 +26,7 @@ SHORT = {"model": MODEL, "prompt": "short", "max_tokens": 2}
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    with running_server(["--max-queued-calls", "1", "--program-ttl", "1", "--policy", "vllm"]) as url:
+    with running_server(extra_args=["--max-queued-calls", "1", "--program-ttl", "1", "--policy", "vllm"]) as url:
         yield url
 
 

@@ -75,5 +75,6 @@ async def get_program(request: web.Request) -> web.Response:
 
 async def delete_program(request: web.Request) -> web.Response:
     program = _find(request)
-    aborted = await request.app[CALLS].end_program(program)
+    # Shielded: a client that hangs up mid-delete must not leave the program half ended.
+    aborted = await asyncio.shield(request.app[CALLS].end_program(program))
     return web.json_response({"id": program.id, "object": "program.deleted", "deleted": True, "aborted_calls": aborted})
