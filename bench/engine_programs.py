@@ -45,7 +45,7 @@ from engine.workload import Scaling, programs_for_point  # noqa: E402
 
 WORKLOADS = ("sharegpt", "bfcl", "lats", "mixed")
 SCHEDULERS = ("vllm", "plas", "atlas")
-RATE_FACTORS = (0.5, 1.0, 1.5, 2.0)
+RATE_FACTORS = (0.75, 1.5, 3.0, 5.0)
 
 
 def _floats(text: str) -> list[float]:
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--schedulers", default=",".join(SCHEDULERS))
     ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1; results are the median over seeds")
-    ap.add_argument("--programs", type=int, default=16, help="programs per point")
+    ap.add_argument("--programs", type=int, default=12, help="programs per point")
     ap.add_argument("--rates", type=_floats, default=None,
                     help="programs/s, the same for every workload (default: --rate-factors x measured capacity)")
     ap.add_argument("--rate-factors", type=_floats, default=list(RATE_FACTORS))
@@ -181,8 +181,7 @@ async def run(args: argparse.Namespace) -> dict[str, Path]:
         await start_engines(schedulers, settings, unit, drivers, log)
         raw = await sweep(drivers, workloads, schedulers, rates, scaling, args, log)
     finally:
-        for d in drivers.values():
-            await d.shutdown()
+        await asyncio.gather(*(d.shutdown() for d in drivers.values()), return_exceptions=True)
     meta["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["wall_s"] = round(time.monotonic() - log.t0, 1)
     points = median_over_seeds(raw)
@@ -213,7 +212,11 @@ async def sweep(drivers, workloads, schedulers, rates, scaling, args, log) -> li
                     point.update(workload=w, rate=rate, seed=seed, series=s)
                     add_overhead(point, before, snapshot_counters(await drivers[s].snapshots()))
                     raw.append(point)
-                    share = f", scheduler {point['scheduler_share'] * 100:.2f}% of step" if "scheduler_share" in point else ""
+                    share = ""
+                    if "scheduler_share" in point:
+                        share = (f", scheduler {point['scheduler_share'] * 100:.2f}% of a {point['mean_step_seconds'] * 1000:.1f} ms "
+                                 f"step, {point['priority_preemptions']:.0f} preemptions, {point['requeued']:.0f} requeued, "
+                                 f"running {point['mean_running'] or 0:.1f} / waiting {point['mean_waiting'] or 0:.1f}")
                     log(f"{label}: mean token latency {point['mean_token_latency'] * 1000:.1f} ms, "
                         f"{point['completed']}/{point['programs']} done in {point['wall']:.1f}s{share}")
     return raw

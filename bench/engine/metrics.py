@@ -52,6 +52,13 @@ def summarize_point(run: PointRun) -> dict[str, Any]:
         "aborted_calls": run.aborted_calls,
         "stopped_early": run.stopped_early,
         "median_call_seconds": statistics.median(run.call_seconds) if run.call_seconds else math.nan,
+        "mean_running": _mean([r for r, _ in run.occupancy]) if run.occupancy else None,
+        "mean_waiting": _mean([w for _, w in run.occupancy]) if run.occupancy else None,
+        # mixed: who gained and who paid (mean latency, s, per kind of program)
+        "mean_latency_by_kind": {
+            kind: _mean([r.finish - r.arrival for r in done if r.program.workload == kind])
+            for kind in sorted({r.program.workload or "" for r in done})
+        },
         # per program: output tokens asked, tokens received, finished (the test checks these)
         "program_tokens": [[r.program.output_tokens, r.tokens, r.finish >= 0] for r in run.records],
     }
@@ -95,7 +102,7 @@ def median_over_seeds(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (workload, series, rate), group in groups.items():
         merged: dict[str, Any] = {"workload": workload, "series": series, "rate": rate,
                                   "seeds": [p["seed"] for p in group]}
-        keys = dict.fromkeys(k for p in group for k in p if k not in merged and k not in ("seed", "program_tokens"))
+        keys = dict.fromkeys(k for p in group for k in p if k not in merged and k not in ("seed", "program_tokens", "mean_latency_by_kind"))
         for k in keys:
             values = [p[k] for p in group if k in p]
             if k in LATENCY_KEYS:

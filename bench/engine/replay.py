@@ -63,6 +63,7 @@ class PointRun:
     aborted_calls: int
     stopped_early: bool
     call_seconds: list[float]  # issue -> finish of every finished call
+    occupancy: list[tuple[int, int]] = field(default_factory=list)
 
 
 async def replay(
@@ -124,7 +125,18 @@ async def replay(
             if on_progress is not None:
                 on_progress(sum(r.finish >= 0 for r in records), len(records), len(live))
 
+    occupancy: list[tuple[int, int]] = []  # (running, waiting) as the Autellix core counts them
+
+    async def sample() -> None:
+        # Is the batch ever short of calls while some wait? (vanilla vLLM has no such snapshot)
+        while driver.options.scheduler != "vllm":
+            await asyncio.sleep(0.25)
+            for snap in await driver.snapshots():
+                if snap is not None and busy.outstanding:
+                    occupancy.append((snap["num_running"], snap["num_waiting"]))
+
     reporter = asyncio.create_task(report())
+    sampler = asyncio.create_task(sample())
     tasks = [asyncio.create_task(run_program(r)) for r in records]
     _, pending = await asyncio.wait(tasks, timeout=wall_limit)
     aborted = len(live)
@@ -138,9 +150,10 @@ async def replay(
             if rec.finish < 0:
                 await driver.end_program(rec.engine_id)
     reporter.cancel()
-    await asyncio.gather(reporter, return_exceptions=True)
+    sampler.cancel()
+    await asyncio.gather(reporter, sampler, return_exceptions=True)
     await _drain(driver)
-    return PointRun(records, time.monotonic() - t0, busy.seconds, aborted, bool(pending), call_seconds)
+    return PointRun(records, time.monotonic() - t0, busy.seconds, aborted, bool(pending), call_seconds, occupancy)
 
 
 async def _drain(driver: EngineDriver, timeout: float = 30.0) -> None:
