@@ -70,7 +70,11 @@ def health(base_url: str) -> tuple[int, dict]:
 
 
 def _log_tail(log_path: Path, lines: int = 40) -> str:
-    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
+    """The log's error lines (the root cause of a failed engine start is far from the end),
+    then its last lines, and where the whole log is kept."""
+    text = log_path.read_text(errors="replace").splitlines()
+    errors = [line for line in text if "Error" in line or "ERROR" in line][:20]
+    return "\n".join([*errors, "...", *text[-lines:], f"(full log: {log_path})"])
 
 
 def _wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path) -> None:

@@ -30,7 +30,7 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 
 # Fields an OpenAI client may send that this server cannot honour, with the values that are
 # harmless (the defaults).
-UNSUPPORTED = {
+UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
     "logprobs": (None, False, 0),
     "top_logprobs": (None, 0),
