@@ -53,15 +53,13 @@ class CallService:
 
     # -- admission ---------------------------------------------------------------------------
 
+    def unavailable(self, message: str) -> ApiError:
+        return ApiError(503, message, code="engine_unavailable", headers={"Retry-After": str(self.settings.retry_after)})
+
     def check_ready(self) -> None:
         if not self.driver.ready():
             self.metrics.calls_total.inc("rejected")
-            raise ApiError(
-                503,
-                "the engine is not ready (starting, shutting down, or an engine died): retry later",
-                code="engine_unavailable",
-                headers={"Retry-After": str(self.settings.retry_after)},
-            )
+            raise self.unavailable("the engine is not ready (starting, shutting down, or an engine died): retry later")
 
     def admit(self, tags: CallTags, owner: str | None) -> AdmittedCall:
         self.check_ready()
@@ -89,15 +87,10 @@ class CallService:
                     param="parent_ids",
                 )
         call_id = new_call_id()
-        # Counted from here: the caller must hand it to run() (or release() it) without awaiting.
+        # Counted from here: the caller hands it to run() at once (no await in between), whose
+        # exit gives it back.
         self.outstanding += 1
         return AdmittedCall(call_id, program, tags)
-
-    def release(self, call: AdmittedCall) -> None:
-        """Give back an admitted call that will not run (its prompt was refused)."""
-        self.outstanding -= 1
-        if call.program.solo:
-            self._end_soon(call.program)
 
     def run(self, call: AdmittedCall, token_ids: Sequence[int], params: Any) -> CallStream:
         return CallStream(self, call, token_ids, params)
@@ -126,7 +119,7 @@ class CallService:
             log.warning("ending program %s in the engines failed", program.id, exc_info=True)
         return len(aborted)
 
-    def _end_soon(self, program: Program) -> None:
+    def end_in_background(self, program: Program) -> None:
         # One-call programs end after their call; the client need not wait for the engines.
         task = asyncio.get_running_loop().create_task(self.end_program(program))
         self._background.add(task)
@@ -194,14 +187,19 @@ class CallStream:
             raise StopAsyncIteration
         try:
             chunk = await self._stream.__anext__()
-        except EngineUnavailableError as e:
-            raise ApiError(503, str(e), code="engine_unavailable", headers={"Retry-After": "1"}) from None
         except (StopAsyncIteration, ApiError):
+            raise
+        except EngineUnavailableError as e:
+            raise self.service.unavailable(str(e)) from None
+        except ValueError as e:
+            # vLLM validates a request when it is added, before any output: the request's fault.
+            if self.record.first_output is None and self.service.driver.ready():
+                raise bad_request(f"the engine refused the call: {e}") from None
             raise
         except Exception as e:
             if self.service.driver.ready():
                 raise
-            raise ApiError(503, f"the engine failed: {e}", code="engine_unavailable", headers={"Retry-After": "1"}) from e
+            raise self.service.unavailable(f"the engine failed: {e}") from e
         record = self.record
         if record.first_output is None:
             record.first_output = time.monotonic()
@@ -237,4 +235,4 @@ class CallStream:
             log.warning("aborting call %s failed", self.call.id, exc_info=True)
         finally:
             if self.call.program.solo:
-                service._end_soon(self.call.program)
+                service.end_in_background(self.call.program)
