@@ -79,8 +79,12 @@ def sse_events(lines: Iterator[str]) -> Iterator[str]:
 
 
 def test_models_lists_the_served_model(base_url: str) -> None:
-    models = sdk(base_url).models.list()
-    assert [m.id for m in models.data] == [MODEL]
+    client = sdk(base_url)
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.NotFoundError) as error:
+        client.models.retrieve("gpt-4")
+    assert error.value.code == "model_not_found"
 
 
 def test_chat_completion(base_url: str) -> None:

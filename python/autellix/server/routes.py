@@ -8,7 +8,7 @@ from autellix.server.handlers.chat import chat_completions
 from autellix.server.handlers.completions import completions
 from autellix.server.handlers.health import health
 from autellix.server.handlers.metrics import metrics
-from autellix.server.handlers.models import list_models
+from autellix.server.handlers.models import get_model, list_models
 from autellix.server.handlers.programs import create_program, delete_program, get_program
 
 
@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", list_models, allow_head=False)
+    app.router.add_get("/v1/models/{model}", get_model, allow_head=False)
     app.router.add_post("/v1/programs", create_program)
     app.router.add_get("/v1/programs/{program_id}", get_program, allow_head=False)
     app.router.add_delete("/v1/programs/{program_id}", delete_program)
