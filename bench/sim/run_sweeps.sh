@@ -17,7 +17,7 @@ POLICIES=fcfs,mlfq,plas,atlas,srpt
 COMMON=(--out "$OUT" --jobs "$JOBS" --wall-limit 120)
 # Queue ladder for the multi-queue core policies (mlfq, plas, atlas alike; fcfs has one queue): 14
 # queues doubling from 0.1 s to 409.6 s of attained service, scaled to this preset's step times
-# (0.1 s = a few full-batch decode steps; 409.6 s = the critical path of the longest lats programs
+# (0.1 s = a few full-batch decode steps; 409.6 s = about the median critical path of a lats program
 # under load). The core's default 1..64 s ladder lumps most programs into its last queue, which
 # then round-robins between programs (see bench/sim/README.md, "Why the targets are / are not met").
 LADDER=0.1,0.2,0.4,0.8,1.6,3.2,6.4,12.8,25.6,51.2,102.4,204.8,409.6
@@ -27,7 +27,7 @@ $AUTELLIX sweep --workloads mixed --policies $POLICIES --duration 1200 --name mi
 $AUTELLIX sweep --workloads lats --policies $POLICIES --duration 1200 --name lats --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
 $AUTELLIX sweep --workloads sharegpt --policies plas --engines 4 --balancers autellix,round-robin,least-used \
   --duration 300 --name balancer-sharegpt-4 --starvation-ratio inf --queue-boundaries $LADDER "${COMMON[@]}"
-$AUTELLIX sweep --workloads sharegpt --policies fcfs,mlfq,plas,srpt --duration 600 --name sharegpt-beta4 --queue-boundaries $LADDER "${COMMON[@]}"
+$AUTELLIX sweep --workloads sharegpt --policies fcfs,mlfq,plas,srpt --duration 600 --name sharegpt-beta4 --queue-boundaries $LADDER --out "$OUT" --jobs "$JOBS" --wall-limit 30
 # the paper's plain-vLLM baseline (vLLM 0.6 defaults): fcfs on an engine without prefix caching, without
 # chunked prefill (prefill-only steps stall decoding) and without multi-step scheduling
 VLLM=(--policies fcfs --no-prefix-cache --no-chunked-prefill --multi-step 1)
