@@ -108,6 +108,18 @@ def test_two_replicas_route_stream_abort_and_shut_down_cleanly():
             survivor = await _collect(driver, "after-abort", "still here", 5, program_id=8)
             assert survivor[-1].completion_tokens == 5
 
+            # Ending a program right after aborting its running call (what DELETE /v1/programs
+            # does): the engines never report the dropped call to their core again.
+            victim = driver.generate("victim", "a long story", _greedy(900), program_id=11)
+            await anext(victim)
+            await driver.abort(["victim"])
+            await driver.end_program(11)
+            await victim.aclose()
+            await _collect(driver, "after-end", "next", 3, program_id=12)
+            snapshots = await driver.snapshots([11])
+            assert all(s["plugin"].get("rejected_batches", 0) == 0 for s in snapshots)
+            assert all(11 not in s["programs"] for s in snapshots)
+
             # Ending a program unpins it and drops it from the schedulers' tables.
             await driver.end_program(7)
             assert driver.balancer.pinned(7) is None

@@ -97,6 +97,7 @@ class _AutellixMixin(_MixinBase):
         # finished by the time their children arrive.
         self._lineage: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._core_running: set[int] = set()  # what the core counts as running
+        self._forgotten: set[int] = set()  # live requests of programs ended in the core
         # What happened since the last core step, sent with the next one.
         self._new_calls: list[int] = []
         self._new_programs: list[int] = []
@@ -136,9 +137,14 @@ class _AutellixMixin(_MixinBase):
     def autellix_end_program(self, program_id: int) -> bool:
         """Drop an ended program from the core's table; False if this engine never saw it."""
         try:
-            self.core.end_program(program_id)
+            dropped = set(self.core.end_program(program_id))
         except Exception:
             return False
+        # Its calls are gone from the core: never report them to it again (an aborted call's
+        # finish may still be waiting for the next step, or its request may end later).
+        self._finished = [c for c in self._finished if c not in dropped]
+        self._core_running -= dropped
+        self._forgotten |= dropped & set(self._request_of)
         return True
 
     def thread_id(self, request_id: str) -> Any:
@@ -192,6 +198,8 @@ class _AutellixMixin(_MixinBase):
             if call_id in self._new_calls:  # finished before the core ever saw it
                 i = self._new_calls.index(call_id)
                 del self._new_calls[i], self._new_programs[i], self._new_parents[i]
+            elif call_id in self._forgotten:
+                self._forgotten.discard(call_id)
             else:
                 self._finished.append(call_id)
         return result
@@ -248,6 +256,7 @@ class _AutellixMixin(_MixinBase):
             )
         except Exception:  # the core validates first: nothing changed, so redo it piece by piece
             log.exception("autellix: core step rejected its batch; applying it call by call")
+            self.autellix_stats["rejected_batches"] += 1
         return self._core_step_piecewise(now, capacity, ran)
 
     def _core_step_piecewise(self, now: float, capacity: int, ran: list[int]):
