@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import re
 from typing import Any
+
+from autellix.arg_types import port, positive_float, positive_int, positive_or_inf
 
 __all__ = ["register"]
 
@@ -29,33 +30,6 @@ def parse_size(text: str) -> int:
     return int(float(number) * base**power)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "serve",
@@ -67,14 +41,14 @@ def register(subparsers: Any) -> None:
     e.add_argument("--model", help="a known model name (tiny, smollm2-135m-instruct) or a local folder "
                    "(default: smollm2-135m-instruct, converted on first use)")
     e.add_argument("--served-model-name", help="the name clients use in 'model' (default: from --model)")
-    e.add_argument("--engines", type=_positive_int, default=1, help="engine replicas (default 1)")
+    e.add_argument("--engines", type=positive_int, default=1, help="engine replicas (default 1)")
     e.add_argument("--policy", choices=POLICIES, default="plas",
                    help="scheduling policy; 'vllm' is vanilla vLLM's scheduler (default plas)")
-    e.add_argument("--max-num-seqs", type=_positive_int, default=64, help="calls running at once per engine (default 64)")
-    e.add_argument("--max-model-len", type=_positive_int, default=2048, help="context length in tokens (default 2048)")
+    e.add_argument("--max-num-seqs", type=positive_int, default=64, help="calls running at once per engine (default 64)")
+    e.add_argument("--max-model-len", type=positive_int, default=2048, help="context length in tokens (default 2048)")
     e.add_argument("--kv-cache-memory", type=parse_size, default=1 << 30, metavar="SIZE",
                    help="KV cache per engine, bytes or a size like 1GiB (default 1GiB)")
-    e.add_argument("--starvation-ratio", type=_positive_float, help="anti-starvation beta (default 4; inf disables)")
+    e.add_argument("--starvation-ratio", type=positive_or_inf, help="anti-starvation beta (default 4; inf disables)")
     eager = e.add_mutually_exclusive_group()
     eager.add_argument("--enforce-eager", dest="enforce_eager", action="store_true", default=True,
                        help="run the model eagerly, no graph capture (default: on; starts fast)")
@@ -82,13 +56,13 @@ def register(subparsers: Any) -> None:
                        help="let vLLM compile and capture graphs (slower start, faster steps)")
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    s.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     s.add_argument("--api-key", action="append", default=[], metavar="KEY",
                    help="require 'Authorization: Bearer KEY' on every route but /health; give it several "
                    "times for several clients, each seeing only its own programs")
-    s.add_argument("--max-queued-calls", type=_positive_int, default=512,
+    s.add_argument("--max-queued-calls", type=positive_int, default=512,
                    help="calls outstanding beyond which new ones get 429 (default 512)")
-    s.add_argument("--program-ttl", type=_positive_float, default=900.0,
+    s.add_argument("--program-ttl", type=positive_float, default=900.0,
                    help="end programs idle for this many seconds (default 900)")
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=serve)

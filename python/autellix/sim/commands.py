@@ -7,42 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
+
+from autellix.arg_types import nonneg_int, positive_float, positive_int
 
 __all__ = ["register"]
 
 POLICIES = ("fcfs", "mlfq", "plas", "atlas", "srpt")
 BALANCERS = ("autellix", "least-used", "round-robin")
 WORKLOADS = ("sharegpt", "bfcl", "lats", "mixed")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0 or math.isinf(v):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    v = _nonneg_int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
 
 
 def _float_list(text: str) -> list[float]:
@@ -67,11 +41,11 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine model")
     g.add_argument("--preset", default="a100-llama8b", help="engine preset (default a100-llama8b; see bench/sim/README.md)")
     g.add_argument("--engine-config", metavar="FILE", help="engine model from a JSON file (EngineConfig fields)")
-    g.add_argument("--max-running", type=_positive_int, help="max calls running at once per engine")
-    g.add_argument("--token-budget", type=_positive_int, help="max tokens per step (chunked prefill)")
-    g.add_argument("--kv-tokens", type=_positive_int, help="KV cache size per engine, in tokens")
+    g.add_argument("--max-running", type=positive_int, help="max calls running at once per engine")
+    g.add_argument("--token-budget", type=positive_int, help="max tokens per step (chunked prefill)")
+    g.add_argument("--kv-tokens", type=positive_int, help="KV cache size per engine, in tokens")
     g.add_argument("--preemption", choices=("recompute", "swap"), help="how a preempted call's KV is handled")
-    g.add_argument("--multi-step", type=_positive_int, help="schedule at least every N decode steps")
+    g.add_argument("--multi-step", type=positive_int, help="schedule at least every N decode steps")
     g.add_argument("--no-prefix-cache", action="store_true", help="disable the per-engine prefix cache")
     g.add_argument("--no-chunked-prefill", action="store_true",
                    help="prefill-only steps of whole prompts, decoding stalls (vLLM V0 without chunked prefill)")
@@ -205,8 +179,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("workload", help="generate a workload trace (JSONL) on stdout",
                        description="Generate a seeded workload trace in the JSONL trace format.")
     p.add_argument("--workload", "-w", required=True, choices=WORKLOADS)
-    p.add_argument("--rate", "-r", required=True, type=_positive_float, help="program arrival rate (programs/s)")
-    p.add_argument("--programs", "-n", required=True, type=_nonneg_int, help="number of programs")
+    p.add_argument("--rate", "-r", required=True, type=positive_float, help="program arrival rate (programs/s)")
+    p.add_argument("--programs", "-n", required=True, type=nonneg_int, help="number of programs")
     p.add_argument("--seed", "-s", type=int, default=0)
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(func=_cmd_workload)
@@ -216,13 +190,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     src = p.add_argument_group("programs")
     src.add_argument("--trace", "-t", metavar="FILE", help="JSONL trace ('-' for stdin)")
     src.add_argument("--workload", "-w", choices=WORKLOADS)
-    src.add_argument("--rate", "-r", type=_positive_float, help="program arrival rate (programs/s)")
-    src.add_argument("--programs", "-n", type=_nonneg_int)
+    src.add_argument("--rate", "-r", type=positive_float, help="program arrival rate (programs/s)")
+    src.add_argument("--programs", "-n", type=nonneg_int)
     src.add_argument("--seed", "-s", type=int, default=0)
     p.add_argument("--policy", "-p", choices=POLICIES, default="plas")
-    p.add_argument("--engines", "-e", type=_positive_int, default=1)
+    p.add_argument("--engines", "-e", type=positive_int, default=1)
     p.add_argument("--balancer", "-b", choices=BALANCERS, default="autellix")
-    p.add_argument("--short-call-tokens", type=_positive_int, default=2048,
+    p.add_argument("--short-call-tokens", type=positive_int, default=2048,
                    help="autellix balancer: calls up to this many prompt tokens go to the least-used engine")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress output on stderr")
@@ -238,17 +212,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"comma-separated, from {','.join(POLICIES)} (default all)")
     p.add_argument("--balancers", type=_choices_list(BALANCERS),
                    help="compare these balancers (one series per policy x balancer)")
-    p.add_argument("--engines", "-e", type=_positive_int, default=1)
+    p.add_argument("--engines", "-e", type=positive_int, default=1)
     p.add_argument("--rates", type=_float_list, help="rates to sweep (default: from ~0.2x to 6x the estimated capacity)")
-    p.add_argument("--points", type=_positive_int, default=11, help="number of default rates (<= 11)")
-    p.add_argument("--programs", "-n", type=_positive_int, default=1000, help="programs per point")
-    p.add_argument("--duration", type=_positive_float,
+    p.add_argument("--points", type=positive_int, default=11, help="number of default rates (<= 11)")
+    p.add_argument("--programs", "-n", type=positive_int, default=1000, help="programs per point")
+    p.add_argument("--duration", type=positive_float,
                    help="instead of --programs: simulate the programs arriving in this many seconds (rate x duration)")
     p.add_argument("--seed", "-s", type=int, default=0)
     p.add_argument("--slo", type=_float_list, default=[2.0, 5.0, 10.0],
                    help="latency targets as multiples of the unloaded mean token latency")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=1, help="points simulated in parallel")
-    p.add_argument("--wall-limit", type=_positive_float, default=None,
+    p.add_argument("--jobs", "-j", type=positive_int, default=1, help="points simulated in parallel")
+    p.add_argument("--wall-limit", type=positive_float, default=None,
                    help="stop a point after this many seconds (it counts as saturated)")
     p.add_argument("--out", default="bench/results/sim", help="output folder")
     p.add_argument("--name", default="sweep", help="output file stem")
