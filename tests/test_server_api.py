@@ -201,7 +201,7 @@ def test_program_end_to_end(base_url: str, http: httpx.Client) -> None:
     assert calls[first.id]["completion_tokens"] == 30 and calls[second.id]["completion_tokens"] == 20
     assert calls[second.id]["parent_ids"] == [first.id] and calls[second.id]["thread_id"] == 2
     assert calls[third.id]["thread_id"] == 5
-    assert all(c["service_time"] > 0 and c["waiting_time"] >= 0 for c in list(calls.values())[:2])
+    assert all(c["decode_time"] > 0 and c["time_to_first_token"] >= 0 for c in list(calls.values())[:2])
     assert info["attained_service"] > 0 and info["critical_path"] > 0
     assert info["active_calls"] == 0
 

@@ -120,10 +120,10 @@ class FrontEndMetrics:
             "autellix_balancer_placements_total", "Calls the load balancer placed on each engine.", label="engine"
         )
         self.program_waiting = Histogram(
-            "autellix_program_waiting_seconds", "Time a program's calls spent waiting (until first output), at program end."
+            "autellix_program_waiting_seconds", "Time a program's calls spent before their first output (queueing and prefill), at program end."
         )
         self.program_service = Histogram(
-            "autellix_program_service_seconds", "Time a program's calls spent producing output, at program end."
+            "autellix_program_service_seconds", "Time a program's calls spent from first output to finish, at program end."
         )
         self.program_latency = Histogram(
             "autellix_program_latency_seconds", "First call arrival to last call finish, at program end."

@@ -1,5 +1,5 @@
 """The front end's program table: string ids for clients, int ids for the core, and per-call
-records (state, tokens, waiting and service time as the front end measures them).
+records (state, tokens, time to first token and decode time as the front end measures them).
 
 Ended programs are forgotten at once, so memory is bounded by the live programs; each keeps at
 most `MAX_CALL_RECORDS` call records (the oldest finished ones go first).
@@ -43,13 +43,14 @@ class CallRecord:
     engine: int | None = None
 
     @property
-    def waiting_time(self) -> float:
-        """Arrival to first output: queueing plus prefill."""
+    def time_to_first_token(self) -> float:
+        """Arrival to first output: queueing plus prefill (the scheduler's own waiting time is
+        the program's `waiting_time`)."""
         end = self.first_output if self.first_output is not None else (self.finished_at or time.monotonic())
         return max(end - self.arrival, 0.0)
 
     @property
-    def service_time(self) -> float:
+    def decode_time(self) -> float:
         """First output to finish (or to now, while it runs)."""
         if self.first_output is None:
             return 0.0
@@ -67,8 +68,8 @@ class CallRecord:
             "parent_ids": self.parent_ids,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "waiting_time": self.waiting_time,
-            "service_time": self.service_time,
+            "time_to_first_token": self.time_to_first_token,
+            "decode_time": self.decode_time,
         }
 
 
@@ -104,8 +105,8 @@ class Program:
     def finish_call(self, record: CallRecord) -> None:
         self.active.discard(record.id)
         self.last_activity = time.monotonic()
-        self.waiting_total += record.waiting_time
-        self.service_total += record.service_time
+        self.waiting_total += record.time_to_first_token
+        self.service_total += record.decode_time
         self.last_finish = record.finished_at
 
     def latency(self) -> float | None:
