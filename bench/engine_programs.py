@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--kv-cache-mib", type=int, default=256)
     ap.add_argument("--max-num-batched-tokens", type=int, default=None)
     ap.add_argument("--starvation-ratio", type=float, default=None, help="Autellix beta (default: the core's)")
+    ap.add_argument("--quanta-scale", type=float, default=1.0,
+                    help="Autellix quanta = this x the core's default (each queue's range width)")
     ap.add_argument("--queue-unit", type=float, default=None,
                     help="seconds; Autellix queue boundaries = unit x (1, 2, ... 64) (default: measured)")
     ap.add_argument("--point-wall-limit", type=float, default=30.0,
@@ -130,13 +132,13 @@ async def calibration(args: argparse.Namespace, workloads: list[str], scaling: S
                       settings: engines.EngineSettings, drivers: dict[str, Any], log: Log) -> dict[str, Any]:
     """The queue unit and per-workload capacities: given on the command line, else stored by an
     earlier run with the same settings, else measured now on the vllm engine (and stored)."""
-    key = {"scaling": vars(scaling), "engine": vars(settings)}
-    stored: dict[str, Any] = {}
+    # what the baseline engine's numbers depend on (not the Autellix knobs)
+    baseline = {k: v for k, v in vars(settings).items() if k not in ("starvation_ratio", "quanta_scale")}
+    key = json.loads(json.dumps({"scaling": vars(scaling), "engine": baseline}))
     path = args.out / "calibration.json"
-    if path.exists() and not args.calibrate:
-        stored = json.loads(path.read_text())
-        if stored.get("key") != json.loads(json.dumps(key)):
-            stored = {}
+    # one entry per set of settings (the default run's and --quick's live side by side)
+    entries: list[dict[str, Any]] = json.loads(path.read_text()).get("entries", []) if path.exists() else []
+    stored = next((e for e in entries if e["key"] == key), {}) if not args.calibrate else {}
     cal: dict[str, Any] = {"key": key, "queue_unit_s": args.queue_unit or stored.get("queue_unit_s"),
                            "capacity": dict(stored.get("capacity", {}))}
     missing = [] if args.rates else [w for w in workloads if w not in cal["capacity"]]
@@ -152,7 +154,8 @@ async def calibration(args: argparse.Namespace, workloads: list[str], scaling: S
     cal["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     cal["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cal, indent=1) + "\n")
+    entries = [e for e in entries if e["key"] != key] + [cal]
+    path.write_text(json.dumps({"entries": entries}, indent=1) + "\n")
     return cal
 
 
@@ -165,7 +168,7 @@ async def run(args: argparse.Namespace) -> dict[str, Path]:
     scaling = Scaling(args.token_scale, args.max_prompt, args.max_output, args.max_calls, args.lats_iterations,
                       args.delay_scale)
     settings = engines.EngineSettings(args.max_num_seqs, 2048, args.kv_cache_mib, args.max_num_batched_tokens,
-                                      args.starvation_ratio)
+                                      args.starvation_ratio, args.quanta_scale)
     meta: dict[str, Any] = {"machine": machine(), "scaling": vars(scaling), "engine": vars(settings) | {"model": "tiny"},
                             "programs_per_point": args.programs, "seeds": args.seeds,
                             "point_wall_limit_s": f"arrival span + {args.point_wall_limit:g}"}

@@ -21,6 +21,7 @@ class EngineSettings:
     kv_cache_mib: int = 256
     max_num_batched_tokens: int | None = None
     starvation_ratio: float | None = None  # None: the core's default
+    quanta_scale: float = 1.0  # x the core's default quanta (each queue's range width)
 
     def engine_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"enforce_eager": True, "disable_log_stats": True}
@@ -33,8 +34,16 @@ def queue_boundaries(unit: float) -> list[float]:
     return [round(unit * m, 6) for m in DEFAULT_BOUNDARY_MULTIPLES]
 
 
+def quanta(unit: float, scale: float) -> list[float]:
+    """The core's default quanta (the width of each queue's range, the last repeated), scaled."""
+    bounds = [0.0, *queue_boundaries(unit)]
+    widths = [hi - lo for lo, hi in zip(bounds, bounds[1:])]
+    return [round(w * scale, 6) for w in [*widths, widths[-1]]]
+
+
 def options(scheduler: str, settings: EngineSettings, unit: float | None) -> EngineOptions:
     autellix = scheduler != "vllm"
+    scaled = autellix and unit and settings.quanta_scale != 1.0
     return EngineOptions(
         model="tiny",
         scheduler=scheduler,
@@ -42,6 +51,7 @@ def options(scheduler: str, settings: EngineSettings, unit: float | None) -> Eng
         max_model_len=settings.max_model_len,
         kv_cache_memory_bytes=settings.kv_cache_mib << 20,
         queue_boundaries=queue_boundaries(unit) if autellix and unit else None,
+        quanta=quanta(unit, settings.quanta_scale) if scaled and unit else None,
         starvation_ratio=settings.starvation_ratio if autellix else None,
         engine_args=settings.engine_args(),
     )
