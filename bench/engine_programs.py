@@ -140,7 +140,7 @@ async def calibration(args: argparse.Namespace, workloads: list[str], scaling: S
     entries: list[dict[str, Any]] = json.loads(path.read_text()).get("entries", []) if path.exists() else []
     stored = next((e for e in entries if e["key"] == key), {}) if not args.calibrate else {}
     cal: dict[str, Any] = {"key": key, "queue_unit_s": args.queue_unit or stored.get("queue_unit_s"),
-                           "capacity": dict(stored.get("capacity", {}))}
+                           "capacity": dict(stored.get("capacity", {})), "measured_at": stored.get("measured_at")}
     missing = [] if args.rates else [w for w in workloads if w not in cal["capacity"]]
     if cal["queue_unit_s"] and not missing:
         return cal
