@@ -12,7 +12,7 @@ import math
 import statistics
 from typing import Any
 
-from autellix.sim.metrics import percentile
+from autellix.sim.metrics import latency_fields
 
 from engine.replay import PointRun
 
@@ -36,13 +36,7 @@ def summarize_point(run: PointRun) -> dict[str, Any]:
         "completed": len(done),
         "calls": sum(len(r.program.calls) for r in run.records),
         "exact_tokens": all(not r.short_calls and r.tokens == r.program.output_tokens for r in done),
-        "mean_latency": _mean(lat),
-        "p50_latency": percentile(lat, 50),
-        "p95_latency": percentile(lat, 95),
-        "p99_latency": percentile(lat, 99),
-        "mean_token_latency": _mean(tok),
-        "p95_token_latency": percentile(tok, 95),
-        "p99_token_latency": percentile(tok, 99),
+        **latency_fields(lat, tok),
         "makespan": makespan,
         "throughput": len(done) / makespan if makespan > 0 else math.nan,
         "output_tokens": tokens,

@@ -14,7 +14,7 @@ from typing import Any
 
 from autellix.sim.simulator import SimResult
 
-__all__ = ["percentile", "summarize"]
+__all__ = ["latency_fields", "percentile", "summarize"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -30,6 +30,19 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
+
+
+def latency_fields(latencies: Sequence[float], token_latencies: Sequence[float]) -> dict[str, float]:
+    """Mean and percentiles of program latency (s) and token latency (s/token), by field name."""
+    return {
+        "mean_latency": _mean(latencies),
+        "p50_latency": percentile(latencies, 50),
+        "p95_latency": percentile(latencies, 95),
+        "p99_latency": percentile(latencies, 99),
+        "mean_token_latency": _mean(token_latencies),
+        "p95_token_latency": percentile(token_latencies, 95),
+        "p99_token_latency": percentile(token_latencies, 99),
+    }
 
 
 def summarize(res: SimResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -52,13 +65,7 @@ def summarize(res: SimResult, extra: dict[str, Any] | None = None) -> dict[str, 
         "programs": len(progs),
         "completed": len(done),
         "calls": sum(len(p.calls) for p in progs),
-        "mean_latency": _mean(lat),
-        "p50_latency": percentile(lat, 50),
-        "p95_latency": percentile(lat, 95),
-        "p99_latency": percentile(lat, 99),
-        "mean_token_latency": _mean(tok),
-        "p95_token_latency": percentile(tok, 95),
-        "p99_token_latency": percentile(tok, 99),
+        **latency_fields(lat, tok),
         "makespan": makespan,
         "throughput": len(done) / makespan if makespan > 0 else math.nan,
         "output_tokens": sum(e["output_tokens"] for e in es),
