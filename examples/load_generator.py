@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autellix.client import AsyncClient, AsyncProgram, ClientError
+from autellix.sim.metrics import percentile
 from autellix.sim.trace import Call, Program
 from autellix.sim.workloads import WORKLOADS, generate
 
@@ -274,9 +275,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "call_errors": stats.call_errors,
         "errors": [{"message": m, "count": n} for m, n in stats.errors.most_common(5)],
         "latency_mean": sum(lat) / len(lat) if lat else None,
-        "latency_p50": percentile(lat, 50),
-        "latency_p95": percentile(lat, 95),
-        "latency_p99": percentile(lat, 99),
+        "latency_p50": percentile(lat, 50) if lat else None,
+        "latency_p95": percentile(lat, 95) if lat else None,
+        "latency_p99": percentile(lat, 99) if lat else None,
         "token_latency_mean": sum(stats.token_latencies) / len(stats.token_latencies) if stats.token_latencies else None,
         "throughput_programs_per_s": stats.programs_done / span if span > 0 else None,
         "throughput_tokens_per_s": stats.output_tokens / span if span > 0 else None,
@@ -288,15 +289,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "token_scale": args.token_scale,
         "tokens_per_word": per_word,
     }
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Linear interpolation between the closest ranks."""
-    if not sorted_values:
-        return None
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def print_report(r: dict[str, Any]) -> None:
