@@ -249,3 +249,22 @@ def pick_model(models: Sequence[Mapping[str, Any]]) -> str:
     if not ids:
         raise ValueError("the server lists no models at /v1/models")
     raise ValueError(f"the server serves several models ({', '.join(ids)}); pass model=...")
+
+
+class StreamView:
+    """What the sync and async call streams show while they are read (their `_acc`)."""
+
+    _acc: StreamAccumulator
+
+    @property
+    def call_id(self) -> str:
+        return self._acc.call_id
+
+    @property
+    def finished(self) -> bool:
+        return self._acc.done
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._acc.parts)

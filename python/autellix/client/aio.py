@@ -24,6 +24,7 @@ from autellix.client._common import (
     CallResult,
     RetryPolicy,
     StreamAccumulator,
+    StreamView,
     base_headers,
     call_body,
     call_headers,
@@ -304,7 +305,7 @@ class AsyncProgram:
             pass  # keep the block's own exception
 
 
-class AsyncCallStream:
+class AsyncCallStream(StreamView):
     """``async for delta in stream`` yields text deltas; then ``stream.result`` holds the
     :class:`CallResult` (``await stream.collect()`` drains and returns it). ``await stream.close()``
     drops the connection, which aborts the call on the server."""
@@ -313,18 +314,6 @@ class AsyncCallStream:
         self._resp = resp
         self._acc = StreamAccumulator(kind, resp.headers)
         self._iterating = False
-
-    @property
-    def call_id(self) -> str:
-        return self._acc.call_id
-
-    @property
-    def finished(self) -> bool:
-        return self._acc.done
-
-    @property
-    def text(self) -> str:
-        return "".join(self._acc.parts)
 
     def __aiter__(self) -> AsyncIterator[str]:
         if self._iterating:

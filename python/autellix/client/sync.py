@@ -23,6 +23,7 @@ from autellix.client._common import (
     CallResult,
     RetryPolicy,
     StreamAccumulator,
+    StreamView,
     base_headers,
     call_body,
     call_headers,
@@ -312,7 +313,7 @@ class Program:
             pass  # the block's own exception matters more than a failed clean-up
 
 
-class CallStream:
+class CallStream(StreamView):
     """A streamed call: iterate for text deltas; ``result`` is the finished :class:`CallResult`.
 
     Reading ``result`` early drains the rest of the stream; ``close()`` (or leaving a ``with``
@@ -324,19 +325,6 @@ class CallStream:
         self._resp = resp
         self._acc = StreamAccumulator(kind, resp.headers)
         self._iterating = False
-
-    @property
-    def call_id(self) -> str:
-        return self._acc.call_id
-
-    @property
-    def finished(self) -> bool:
-        return self._acc.done
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._acc.parts)
 
     def __iter__(self) -> Iterator[str]:
         if self._iterating:
