@@ -125,6 +125,14 @@ class SrptScheduler:
             heapq.heappop(h)
         return h[0] if h else None
 
+    def _set_running(self, e: _Entry, running: bool) -> None:
+        """Move a call (already popped from its heap) between waiting and running."""
+        e.running = running
+        moved = 1 if running else -1
+        self.n_running += moved
+        self.n_waiting -= moved
+        self._push(e)
+
     def schedule(self, now: float, capacity: int) -> SrptDecision:
         d = SrptDecision()
         while self.n_waiting:
@@ -136,19 +144,13 @@ class SrptScheduler:
                     break
                 heapq.heappop(self.run_heap)
                 we = worst[3]
-                we.running = False
-                self.n_running -= 1
-                self.n_waiting += 1
-                self._push(we)
+                self._set_running(we, False)
                 d.preempt.append(we.cid)
                 self.preemptions += 1
                 continue
             heapq.heappop(self.waiting)
             e = top[3]
-            e.running = True
-            self.n_waiting -= 1
-            self.n_running += 1
-            self._push(e)
+            self._set_running(e, True)
             d.admit.append(e.cid)
         # a call preempted and re-admitted in the same decision is simply left running
         if d.preempt and d.admit:
