@@ -84,6 +84,7 @@ def test_vllm_serve_runs_the_autellix_scheduler(tmp_path):
             "vllm_xargs": {"autellix_program_id": 42, "autellix_parents": first["id"]},
         })
         assert first["usage"]["completion_tokens"] == second["usage"]["completion_tokens"] == 8
+        served = log.read_text()  # everything logged while serving, before shut-down starts
     finally:
         # The API server alone: it shuts its engine core down in order (signalling the whole group
         # kills the engine core under it, and the server logs that as a dead engine).
@@ -97,7 +98,8 @@ def test_vllm_serve_runs_the_autellix_scheduler(tmp_path):
         except ProcessLookupError:
             pass
         server.wait()
-    text = log.read_text()
-    # The engine-core child built Autellix's scheduler with the configured policy.
-    assert "AutellixScheduler scheduling with policy atlas" in text, text[-4000:]
-    assert "Traceback" not in text, text[-4000:]
+    # The engine-core child built Autellix's scheduler with the configured policy, and nothing
+    # failed while serving. (vLLM's own shut-down sometimes logs its engine core's exit as a dead
+    # engine, in vLLM code, whichever process is signalled: that part of the log is not ours.)
+    assert "AutellixScheduler scheduling with policy atlas" in served, served[-4000:]
+    assert "Traceback" not in served, served[-4000:]
