@@ -58,6 +58,7 @@ class _Program:
     last_arrival: float = 0.0
     last_completion: float = 0.0
     idle_since: float = 0.0
+    arrival_order: int = 0
     finished_paths: dict[int, float] = field(default_factory=dict)
 
 
@@ -67,6 +68,8 @@ class _Call:
     queue: int
     priority: float
     order: int
+    program_order: int = 0
+    promoted: bool = False
     state: str = WAITING
     service: float = 0.0
     waiting_time: float = 0.0
@@ -110,11 +113,13 @@ class ReferenceScheduler:
         self._calls: dict[int, _Call] = {}
         self._programs: dict[int, _Program] = {}
         self._went_idle: deque[tuple[float, int]] = deque()
-        self._waiting: list[tuple[int, int, int, int]] = []  # (queue, order, ticket, call)
+        # (queue, program order, order, ticket, call); promoted calls wait in their own lane
+        self._waiting: list[tuple[int, int, int, int, int]] = []
+        self._head_of_line: list[tuple[int, int, int, int, int]] = []
         self._deadlines: list[tuple[float, int, int]] = []  # (at, ticket, call)
         self._waiting_per_queue = [0] * len(quanta)
         self._running: dict[int, None] = {}  # insertion-ordered set
-        self._next_order = self._next_ticket = 0
+        self._next_order = self._next_ticket = self._program_arrivals = 0
         self._last_now = -math.inf
         self._stats = dict.fromkeys(
             ("added", "admitted", "preemptions", "promotions", "demotions", "requeues", "finished", "dropped_programs"),
@@ -322,7 +327,10 @@ class ReferenceScheduler:
     def _ensure_program(self, program_id: int, now: float) -> _Program:
         program = self._programs.get(program_id)
         if program is None:
-            program = self._programs[program_id] = _Program(last_arrival=now, idle_since=now)
+            self._program_arrivals += 1
+            program = self._programs[program_id] = _Program(
+                last_arrival=now, idle_since=now, arrival_order=self._program_arrivals
+            )
             self._went_idle.append((now, program_id))
         return program
 
@@ -350,7 +358,8 @@ class ReferenceScheduler:
         program.last_arrival = now
         self._next_order += 1
         queue = bisect.bisect_right(self.queue_boundaries, priority)
-        self._calls[call_id] = _Call(program_id, queue, priority, self._next_order)
+        program_order = program.arrival_order if self.policy in ("plas", "atlas") else 0
+        self._calls[call_id] = _Call(program_id, queue, priority, self._next_order, program_order)
         self._enqueue(call_id, now)
         self._stats["added"] += 1
 
@@ -358,7 +367,8 @@ class ReferenceScheduler:
         self._next_ticket += 1
         call = self._calls[call_id]
         call.state, call.ticket, call.waiting_since = WAITING, self._next_ticket, now
-        heapq.heappush(self._waiting, (call.queue, call.order, call.ticket, call_id))
+        lane = self._head_of_line if call.promoted else self._waiting
+        heapq.heappush(lane, (call.queue, call.program_order, call.order, call.ticket, call_id))
         self._waiting_per_queue[call.queue] += 1
         beta = self.starvation_ratio
         if call.queue == 0 or math.isinf(beta):
@@ -420,22 +430,29 @@ class ReferenceScheduler:
         call = self._calls.get(call_id)
         return call is not None and call.state == WAITING and call.ticket == ticket
 
-    def _peek_waiting(self) -> tuple[int, int, int, int] | None:
-        while self._waiting:
-            top = self._waiting[0]
-            if self._is_current(top[3], top[2]):
+    def _peek_lane(self, lane: list[tuple[int, int, int, int, int]]) -> tuple[int, int, int, int, int] | None:
+        while lane:
+            top = lane[0]
+            if self._is_current(top[4], top[3]):
                 return top
-            heapq.heappop(self._waiting)
+            heapq.heappop(lane)
         return None
+
+    def _peek_waiting(self, head_of_line: bool = True) -> tuple[int, int, int, int, int] | None:
+        if head_of_line:
+            promoted = self._peek_lane(self._head_of_line)
+            if promoted is not None:
+                return promoted
+        return self._peek_lane(self._waiting)
 
     def _least_urgent_running(self) -> int | None:
         if not self._running:
             return None
-        return max(self._running, key=lambda c: (self._calls[c].queue, self._calls[c].order))
+        return max(self._running, key=lambda c: (self._calls[c].queue, self._calls[c].program_order, self._calls[c].order))
 
     def _admit(self, call_id: int, now: float) -> None:
         self._end_waiting(call_id, now)
-        self._calls[call_id].state = RUNNING
+        self._calls[call_id].state, self._calls[call_id].promoted = RUNNING, False
         self._running[call_id] = None
         self._decision.admit.append(call_id)
         self._stats["admitted"] += 1
@@ -454,7 +471,7 @@ class ReferenceScheduler:
             self._end_waiting(call_id, now)
             self._next_order += 1
             call = self._calls[call_id]
-            call.queue, call.order = 0, self._next_order
+            call.queue, call.order, call.promoted = 0, self._next_order, True
             call.quantum_used = call.starvation_wait = call.starvation_service = 0.0
             self._enqueue(call_id, now)
             self._decision.promoted.append(call_id)
@@ -478,11 +495,12 @@ class ReferenceScheduler:
             best = self._peek_waiting()
             if best is None:
                 break
-            self._admit(best[3], now)
+            self._admit(best[4], now)
+        # Promoted calls wait for a free slot: they never preempt (see the Rust core).
         while True:
-            best, worst = self._peek_waiting(), self._least_urgent_running()
+            best, worst = self._peek_waiting(head_of_line=False), self._least_urgent_running()
             if best is None or worst is None or best[0] >= self._calls[worst].queue:
                 break
             self._preempt(worst, now)
-            self._admit(best[3], now)
+            self._admit(best[4], now)
         return self._decision

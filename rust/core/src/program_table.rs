@@ -18,6 +18,9 @@ pub struct Program {
     pub live_calls: FxHashSet<CallId>,
     pub last_arrival: f64,
     pub last_completion: f64,
+    /// Programs are numbered as they arrive; PLAS and ATLAS serve older programs first within a
+    /// queue, so a program's context stays cached between its calls.
+    pub arrival_order: u64,
     /// When the program last had no live call; the stale timer runs from here.
     idle_since: f64,
     /// ATLAS only: priority + service of each finished call, for children naming their parents.
@@ -36,6 +39,7 @@ impl Program {
 pub struct ProgramTable {
     programs: FxHashMap<ProgramId, Program>,
     went_idle: VecDeque<(f64, ProgramId)>,
+    arrivals: u64,
 }
 
 impl ProgramTable {
@@ -58,9 +62,11 @@ impl ProgramTable {
     /// Starts a program if it is new; an idle new program can go stale like any other.
     pub fn ensure(&mut self, id: ProgramId, now: f64) -> &mut Program {
         let went_idle = &mut self.went_idle;
+        let arrivals = &mut self.arrivals;
         self.programs.entry(id).or_insert_with(|| {
             went_idle.push_back((now, id));
-            Program { idle_since: now, last_arrival: now, ..Program::default() }
+            *arrivals += 1;
+            Program { idle_since: now, last_arrival: now, arrival_order: *arrivals, ..Program::default() }
         })
     }
 

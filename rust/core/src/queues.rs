@@ -12,18 +12,22 @@ use crate::CallId;
 /// Identifies one waiting spell of one call.
 pub type Ticket = u64;
 
+/// Place inside a queue, smaller first: the program's arrival order (0 for every call under the
+/// program-blind policies), then the call's own FCFS order.
+pub type Position = (u64, u64);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct QueueEntry {
-    pub queue: usize,
-    /// FCFS position inside the queue; smaller runs first.
-    pub order: u64,
+    /// The lane: `WaitingQueue::HEAD_OF_LINE` for promoted calls, else 1 + the call's queue.
+    pub lane: usize,
+    pub order: Position,
     pub ticket: Ticket,
     pub call: CallId,
 }
 
-/// One queue. Most calls enter it with a position newer than everything in it (arrivals,
-/// demotions, promotions) and go to the FIFO in O(1); a preempted or requeued call comes back
-/// with its old position and goes to a small heap, so it still runs in its FCFS place.
+/// One queue. Most calls enter it with a position after everything in it (arrivals, demotions,
+/// promotions of the newest program) and go to the FIFO in O(1); a call placed earlier (preempted
+/// or requeued, or of an older program) goes to a heap, so it still runs in its place.
 #[derive(Debug, Default)]
 struct Level {
     fifo: VecDeque<QueueEntry>,
@@ -73,29 +77,41 @@ impl Level {
     }
 }
 
-/// Waiting calls, most urgent first: lowest queue, then earliest position in it.
+/// Waiting calls, most urgent first: the head-of-line lane of starved calls, then the queues from
+/// the top one down, each by position.
 #[derive(Debug)]
 pub struct WaitingQueue {
     levels: Vec<Level>,
 }
 
 impl WaitingQueue {
+    pub const HEAD_OF_LINE: usize = 0;
+
     pub fn new(num_queues: usize) -> Self {
-        WaitingQueue { levels: (0..num_queues).map(|_| Level::default()).collect() }
+        WaitingQueue { levels: (0..=num_queues).map(|_| Level::default()).collect() }
+    }
+
+    pub fn lane(queue: usize, promoted: bool) -> usize {
+        if promoted {
+            Self::HEAD_OF_LINE
+        } else {
+            queue + 1
+        }
     }
 
     pub fn push(&mut self, entry: QueueEntry) {
-        self.levels[entry.queue].push(entry);
+        self.levels[entry.lane].push(entry);
     }
 
-    /// The most urgent entry for which `is_current` holds, dropping stale ones on the way.
-    pub fn peek(&mut self, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
-        self.levels.iter_mut().find_map(|level| level.peek(&is_current))
+    /// The most urgent entry in `first_lane` or after it for which `is_current` holds, dropping
+    /// stale ones on the way.
+    pub fn peek_from(&mut self, first_lane: usize, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
+        self.levels[first_lane..].iter_mut().find_map(|level| level.peek(&is_current))
     }
 
-    pub fn pop(&mut self, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
-        let top = self.peek(is_current)?;
-        self.levels[top.queue].remove_front(&top);
+    pub fn pop_from(&mut self, first_lane: usize, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
+        let top = self.peek_from(first_lane, is_current)?;
+        self.levels[top.lane].remove_front(&top);
         Some(top)
     }
 
@@ -168,18 +184,28 @@ impl StarvationDeadlines {
 mod tests {
     use super::*;
 
-    fn entry(queue: usize, order: u64, ticket: Ticket) -> QueueEntry {
-        QueueEntry { queue, order, ticket, call: ticket }
+    fn entry(lane: usize, order: u64, ticket: Ticket) -> QueueEntry {
+        QueueEntry { lane, order: (0, order), ticket, call: ticket }
     }
 
     #[test]
     fn lower_queue_first_then_fcfs() {
         let mut queue = WaitingQueue::new(2);
-        queue.push(entry(1, 0, 1));
-        queue.push(entry(0, 5, 2));
-        queue.push(entry(0, 3, 3));
-        let order: Vec<_> = std::iter::from_fn(|| queue.pop(|_| true)).map(|e| e.ticket).collect();
+        queue.push(entry(2, 0, 1));
+        queue.push(entry(1, 5, 2));
+        queue.push(entry(1, 3, 3));
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, |_| true)).map(|e| e.ticket).collect();
         assert_eq!(order, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn head_of_line_first_and_skippable() {
+        let mut queue = WaitingQueue::new(2);
+        queue.push(entry(WaitingQueue::lane(0, false), 1, 1));
+        queue.push(entry(WaitingQueue::lane(1, true), 9, 2));
+        assert_eq!(queue.peek_from(0, |_| true).map(|e| e.ticket), Some(2));
+        assert_eq!(queue.pop_from(1, |_| true).map(|e| e.ticket), Some(1));
+        assert_eq!(queue.pop_from(0, |_| true).map(|e| e.ticket), Some(2));
     }
 
     #[test]
@@ -189,8 +215,22 @@ mod tests {
         queue.push(entry(0, 7, 2));
         queue.push(entry(0, 2, 3)); // preempted: it arrived before both
         queue.push(entry(0, 6, 4)); // preempted, between the two
-        let order: Vec<_> = std::iter::from_fn(|| queue.pop(|_| true)).map(|e| e.order).collect();
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, |_| true)).map(|e| e.order.1).collect();
         assert_eq!(order, vec![2, 5, 6, 7]);
+    }
+
+    #[test]
+    fn older_programs_go_first_then_fcfs() {
+        let mut queue = WaitingQueue::new(1);
+        let mut push = |program: u64, order: u64| {
+            queue.push(QueueEntry { lane: 0, order: (program, order), ticket: order, call: order })
+        };
+        push(2, 1);
+        push(2, 3);
+        push(1, 4); // a later call of an older program
+        push(3, 2);
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, |_| true)).map(|e| e.call).collect();
+        assert_eq!(order, vec![4, 1, 3, 2]);
     }
 
     #[test]
@@ -198,8 +238,8 @@ mod tests {
         let mut queue = WaitingQueue::new(1);
         queue.push(entry(0, 0, 1));
         queue.push(entry(0, 1, 2));
-        assert_eq!(queue.pop(|e| e.ticket != 1).map(|e| e.ticket), Some(2));
-        assert_eq!(queue.pop(|_| true), None);
+        assert_eq!(queue.pop_from(0, |e| e.ticket != 1).map(|e| e.ticket), Some(2));
+        assert_eq!(queue.pop_from(0, |_| true), None);
     }
 
     #[test]

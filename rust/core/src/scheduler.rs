@@ -1,13 +1,14 @@
-//! The scheduler of one engine: calls enter a queue by their program's priority, wait FCFS inside
-//! it, are admitted top-down while the engine has room, are demoted when they use up a quantum,
-//! preempted for calls in strictly more urgent queues, and promoted when they starve.
+//! The scheduler of one engine: calls enter a queue by their program's priority, wait inside it
+//! in program order (PLAS, ATLAS) or FCFS, are admitted top-down while the engine has room, are
+//! demoted when they use up a quantum, preempted for calls in strictly more urgent queues, and
+//! promoted to the head of the line when they starve.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{Policy, SchedulerConfig};
 use crate::error::{CoreError, CoreResult};
 use crate::program_table::{Program, ProgramTable};
-use crate::queues::{Deadline, QueueEntry, StarvationDeadlines, Ticket, WaitingQueue};
+use crate::queues::{Deadline, Position, QueueEntry, StarvationDeadlines, Ticket, WaitingQueue};
 use crate::{CallId, ProgramId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +28,12 @@ pub struct Call {
     pub service: f64,
     /// All time it has waited, counted when a waiting spell ends.
     pub waiting_time: f64,
-    /// FCFS position in its queue; kept when preempted so the call keeps its place.
+    /// FCFS order in its queue; kept when preempted so the call keeps its place.
     order: u64,
+    /// Its program's arrival order under PLAS and ATLAS (0 otherwise), which ranks before `order`.
+    program_order: u64,
+    /// Promoted by anti-starvation and not yet admitted: it goes first but preempts no one.
+    pub promoted: bool,
     /// Its current waiting spell; queue and deadline entries with another ticket are stale.
     ticket: Ticket,
     waiting_since: f64,
@@ -38,6 +43,12 @@ pub struct Call {
     starvation_service: f64,
     /// Stamp of the last batch validation that saw this call, to catch ids listed twice.
     seen_in_batch: u64,
+}
+
+impl Call {
+    fn position(&self) -> Position {
+        (self.program_order, self.order)
+    }
 }
 
 /// What the engine must do now. Calls in `admit` are running and calls in `preempt` are waiting
@@ -370,6 +381,10 @@ impl Scheduler {
     fn insert_call(&mut self, new: &NewCall, now: f64) {
         let priority = self.arrival_priority(new);
         self.programs.add_live_call(new.program, new.call, now);
+        let program_order = match self.config.policy.is_program_aware() {
+            true => self.programs.get(new.program).map_or(0, |p| p.arrival_order),
+            false => 0,
+        };
         let call = Call {
             program: new.program,
             state: CallState::Waiting,
@@ -378,6 +393,8 @@ impl Scheduler {
             service: 0.0,
             waiting_time: 0.0,
             order: self.take_order(),
+            program_order,
+            promoted: false,
             ticket: 0,
             waiting_since: now,
             quantum_used: 0.0,
@@ -406,7 +423,8 @@ impl Scheduler {
         call.state = CallState::Waiting;
         call.ticket = ticket;
         call.waiting_since = now;
-        self.waiting.push(QueueEntry { queue: call.queue, order: call.order, ticket, call: id });
+        let lane = WaitingQueue::lane(call.queue, call.promoted);
+        self.waiting.push(QueueEntry { lane, order: call.position(), ticket, call: id });
         self.waiting_per_queue[call.queue] += 1;
         if call.queue == 0 || beta.is_infinite() {
             return;
@@ -487,19 +505,20 @@ impl Scheduler {
         self.stats.finished += 1;
     }
 
-    fn peek_waiting(&mut self) -> Option<QueueEntry> {
+    fn peek_waiting(&mut self, first_lane: usize) -> Option<QueueEntry> {
         let calls = &self.calls;
-        self.waiting.peek(|e| is_current(calls, e.call, e.ticket))
+        self.waiting.peek_from(first_lane, |e| is_current(calls, e.call, e.ticket))
     }
 
-    fn pop_waiting(&mut self) -> Option<QueueEntry> {
+    fn pop_waiting(&mut self, first_lane: usize) -> Option<QueueEntry> {
         let calls = &self.calls;
-        self.waiting.pop(|e| is_current(calls, e.call, e.ticket))
+        self.waiting.pop_from(first_lane, |e| is_current(calls, e.call, e.ticket))
     }
 
     /// Starts a waiting call whose queue entry the caller has just popped.
     fn admit(&mut self, id: CallId, now: f64) {
         self.end_waiting(id, now);
+        self.calls.get_mut(&id).expect("validated call").promoted = false;
         self.add_running(id);
         self.decision.admit.push(id);
         self.stats.admitted += 1;
@@ -514,7 +533,7 @@ impl Scheduler {
 
     /// The running call that yields first: least urgent queue, latest in it.
     fn least_urgent_running(&self) -> Option<CallId> {
-        self.running.iter().copied().max_by_key(|id| (self.calls[id].queue, self.calls[id].order))
+        self.running.iter().copied().max_by_key(|id| (self.calls[id].queue, self.calls[id].position()))
     }
 
     fn least_urgent_running_queue(&self) -> Option<usize> {
@@ -535,6 +554,7 @@ impl Scheduler {
             let call = self.calls.get_mut(&deadline.call).expect("checked above");
             call.queue = 0;
             call.order = self.next_order;
+            call.promoted = true;
             call.quantum_used = 0.0;
             call.starvation_wait = 0.0;
             call.starvation_service = 0.0;
@@ -556,19 +576,22 @@ impl Scheduler {
             self.preempt(worst, now);
         }
         while self.running.len() < capacity {
-            let Some(best) = self.pop_waiting() else { break };
+            let Some(best) = self.pop_waiting(WaitingQueue::HEAD_OF_LINE) else { break };
             self.admit(best.call, now);
         }
         // Full batch: swap the least urgent running call for a waiting one in a strictly more
-        // urgent queue. Equal queues never swap, so calls do not ping-pong.
-        while let (Some(best), Some(worst_queue)) = (self.peek_waiting(), self.least_urgent_running_queue()) {
-            if best.queue >= worst_queue {
+        // urgent queue. Equal queues never swap, so calls do not ping-pong. Promoted calls wait
+        // for the next free slot instead: were one to preempt, its victim would starve and be
+        // promoted in turn, a preemption chain that on a real engine recomputes without end.
+        let queues = WaitingQueue::lane(0, false);
+        while let (Some(best), Some(worst_queue)) = (self.peek_waiting(queues), self.least_urgent_running_queue()) {
+            if self.calls[&best.call].queue >= worst_queue {
                 break;
             }
             let worst = self.least_urgent_running().expect("a call runs in worst_queue");
             self.preempt(worst, now);
-            // Still on top: the preempted call went to a less urgent queue.
-            self.pop_waiting();
+            // Still first: the preempted call went to a less urgent queue.
+            self.pop_waiting(queues);
             self.admit(best.call, now);
         }
 

@@ -62,7 +62,8 @@ fn check_books(s: &Scheduler, model: &Model) {
 }
 
 /// After a decision: the batch is full or nothing waits, and no waiting call sits in a strictly
-/// more urgent queue than a running one (less attained service never waits behind more).
+/// more urgent queue than a running one (less attained service never waits behind more), except
+/// calls promoted by anti-starvation, which wait for a free slot rather than preempt.
 fn check_decision(s: &Scheduler, model: &Model, capacity: usize, admit: &[CallId], preempt: &[CallId]) {
     assert!(s.num_running() <= capacity);
     assert!(s.num_running() == capacity || s.num_waiting() == 0, "a call waits while there is room");
@@ -71,7 +72,7 @@ fn check_decision(s: &Scheduler, model: &Model, capacity: usize, admit: &[CallId
         .live
         .keys()
         .map(|id| s.call(*id).unwrap())
-        .filter(|c| c.state == CallState::Waiting)
+        .filter(|c| c.state == CallState::Waiting && !c.promoted)
         .map(|c| c.queue)
         .min();
     if let (Some(worst), Some(best)) = (worst_running, best_waiting) {

@@ -153,6 +153,47 @@ fn anti_starvation_promotes_after_beta_times_service() {
 }
 
 #[test]
+fn a_promoted_call_goes_first_but_preempts_no_one() {
+    let mut s = scheduler_with_beta(Policy::Plas, 2.0);
+    serve_and_finish(&mut s, 1, 100, 0.0, 5.0); // T_p = 5 s: queue 3, promoted at t = 15
+    s.add_call(2, 100, 5.0, &[]).unwrap();
+    s.add_call(3, 200, 5.0, &[]).unwrap();
+    s.schedule(5.0, 1).unwrap(); // 3 runs
+    for (seconds, now) in [(1.0, 6.0), (1.0, 7.0), (2.0, 9.0)] {
+        s.record_service(&[3], seconds, now).unwrap(); // one queue down each time, to queue 3
+    }
+    assert_eq!(s.call(3).unwrap().queue, 3);
+    let decision = s.schedule(15.0, 1).unwrap().clone();
+    assert_eq!(decision.promoted, vec![2]);
+    assert!(decision.preempt.is_empty(), "promotion never preempts, so it cannot start a preemption chain");
+    // A fresh light call still preempts; the promoted call keeps the head of the line.
+    s.add_call(4, 300, 15.0, &[]).unwrap();
+    let decision = s.schedule(15.0, 1).unwrap().clone();
+    assert_eq!((decision.admit, decision.preempt), (vec![4], vec![3]));
+    s.finish_calls(&[4], 15.5).unwrap();
+    assert_eq!(s.schedule(15.5, 1).unwrap().admit, vec![2], "ahead of call 3, which waits in queue 3");
+}
+
+#[test]
+fn plas_serves_older_programs_first_within_a_queue() {
+    for (policy, expected) in [(Policy::Plas, vec![1, 3, 2]), (Policy::Mlfq, vec![1, 2, 3])] {
+        let mut s = scheduler(policy);
+        s.add_call(1, 100, 0.0, &[]).unwrap();
+        s.add_call(2, 200, 0.0, &[]).unwrap();
+        assert_eq!(s.schedule(0.0, 1).unwrap().admit, vec![1]);
+        s.finish_calls(&[1], 0.1).unwrap(); // program 100 is still in queue 0 and older than 200
+        s.add_call(3, 100, 0.1, &[]).unwrap();
+        let mut admitted = vec![1];
+        for now in [0.1, 0.2] {
+            admitted.extend(s.schedule(now, 1).unwrap().admit.clone());
+            let running = s.running().to_vec();
+            s.finish_calls(&running, now).unwrap();
+        }
+        assert_eq!(admitted, expected, "{policy:?}: program order keeps a program's context warm; mlfq is call FCFS");
+    }
+}
+
+#[test]
 fn a_heavy_program_finishes_under_a_stream_of_light_ones() {
     for (beta, expect_to_run) in [(2.0, true), (f64::INFINITY, false)] {
         let mut s = scheduler_with_beta(Policy::Plas, beta);
