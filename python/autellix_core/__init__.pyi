@@ -2,9 +2,11 @@
 
 One `Scheduler` per engine ranks every call by how much engine time its program has had (PLAS),
 or by its program's critical path (ATLAS), discretises that into K queues (queue 0 most urgent),
-runs calls FCFS inside a queue, demotes a running call that uses up its queue's quantum, preempts
-the least urgent running call for a waiting one in a strictly more urgent queue when the batch is
-full, and promotes a waiting call to queue 0 once (W_p + W_c) / (T_p + T_c) >= starvation_ratio.
+serves a queue oldest program first (PLAS, ATLAS: a program's context stays cached between its
+calls) or FCFS (fcfs, mlfq), demotes a running call that uses up its queue's quantum, preempts the
+least urgent running call for a waiting one in a strictly more urgent queue when the batch is full,
+and promotes a waiting call once (W_p + W_c) / (T_p + T_c) >= starvation_ratio: to queue 0, ahead
+of every waiting call, but it waits for a free slot rather than preempt (no preemption chains).
 
 Ids are caller-chosen ints, unique while live. Times are seconds from any monotonic clock;
 `now` never goes backwards. Every operation validates all of its input first: one that raises
@@ -124,7 +126,8 @@ class Scheduler:
         """`add_call` for parallel lists, all or nothing."""
     def schedule(self, now: float, capacity: int) -> Decision:
         """Promotes starved calls, drops stale programs, then fills the engine up to `capacity`
-        running calls and swaps running calls for waiting ones in strictly more urgent queues."""
+        running calls (promoted calls first) and swaps running calls for waiting, unpromoted ones
+        in strictly more urgent queues."""
     def step(
         self,
         now: float,
