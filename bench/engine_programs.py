@@ -6,7 +6,7 @@ bench/engine/workload.py), are replayed in real time against engines with identi
 (`vllm`) or Autellix's plug-in (`plas`, `atlas`). Every engine stays up for the whole sweep and the
 schedulers take turns point by point, so noise from other work on the machine hits them alike.
 
-    .venv/bin/python bench/engine_programs.py            # the default run (~15 min on 2 cores)
+    .venv/bin/python bench/engine_programs.py            # the default run: mixed, 3 seeds (~30 min on 2 cores)
     .venv/bin/python bench/engine_programs.py --quick    # ~1-2 min smoke run
 
 Outputs under bench/results/engine/: NAME.json (every point, per seed and median), NAME.md (tables),
@@ -55,10 +55,12 @@ def _floats(text: str) -> list[float]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a 1-2 minute run: mixed only, 2 rates, 1 seed")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--workloads", default="mixed",
+                    help=f"comma-separated, of {', '.join(WORKLOADS)} (default: mixed, the issue's target)")
     ap.add_argument("--schedulers", default=",".join(SCHEDULERS))
-    ap.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1; results are the median over seeds")
-    ap.add_argument("--programs", type=int, default=12, help="programs per point")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1; results are the median over seeds")
+    ap.add_argument("--programs", type=int, default=48,
+                    help="programs per point: enough that past capacity a queue builds up and persists")
     ap.add_argument("--rates", type=_floats, default=None,
                     help="programs/s, the same for every workload (default: --rate-factors x measured capacity)")
     ap.add_argument("--rate-factors", type=_floats, default=list(RATE_FACTORS))
@@ -71,12 +73,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-num-seqs", type=int, default=8, help="vLLM batch size limit, for every engine")
     ap.add_argument("--kv-cache-mib", type=int, default=256)
     ap.add_argument("--max-num-batched-tokens", type=int, default=None)
+    ap.add_argument("--block-size", type=int, default=32,
+                    help="KV block size in tokens (vLLM's CPU default is 128: coarse prefix-cache hits, and a "
+                         "call preempted by recompute redoes up to a block)")
     ap.add_argument("--starvation-ratio", type=float, default=None, help="Autellix beta (default: the core's)")
-    ap.add_argument("--quanta-scale", type=float, default=1.0,
-                    help="Autellix quanta = this x the core's default (each queue's range width)")
+    ap.add_argument("--quanta-scale", type=float, default=8.0,
+                    help="Autellix quanta = this x the core's default (each queue's range width): the queue unit is "
+                         "a call served alone, but a loaded step with prefills lasts about as long, so unscaled "
+                         "quanta demote a call after a step or two and every newcomer then preempts it")
     ap.add_argument("--queue-unit", type=float, default=None,
                     help="seconds; Autellix queue boundaries = unit x (1, 2, ... 64) (default: measured)")
-    ap.add_argument("--point-wall-limit", type=float, default=30.0,
+    ap.add_argument("--point-wall-limit", type=float, default=120.0,
                     help="seconds after the last arrival; a point still running then is aborted (saturated)")
     ap.add_argument("--calibrate", action="store_true",
                     help="re-measure the queue unit and capacities even if calibration.json has them")
@@ -168,7 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, Path]:
     scaling = Scaling(args.token_scale, args.max_prompt, args.max_output, args.max_calls, args.lats_iterations,
                       args.delay_scale)
     settings = engines.EngineSettings(args.max_num_seqs, 2048, args.kv_cache_mib, args.max_num_batched_tokens,
-                                      args.starvation_ratio, args.quanta_scale)
+                                      args.starvation_ratio, args.quanta_scale, args.block_size)
     meta: dict[str, Any] = {"machine": machine(), "scaling": vars(scaling), "engine": vars(settings) | {"model": "tiny"},
                             "programs_per_point": args.programs, "seeds": args.seeds,
                             "point_wall_limit_s": f"arrival span + {args.point_wall_limit:g}"}

@@ -22,11 +22,16 @@ class EngineSettings:
     max_num_batched_tokens: int | None = None
     starvation_ratio: float | None = None  # None: the core's default
     quanta_scale: float = 1.0  # x the core's default quanta (each queue's range width)
+    # KV block size in tokens (None: vLLM's CPU default, 128). A call preempted by recompute
+    # loses its last, partly filled block; prefix caching keeps the full ones.
+    block_size: int | None = None
 
     def engine_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"enforce_eager": True, "disable_log_stats": True}
         if self.max_num_batched_tokens is not None:
             args["max_num_batched_tokens"] = self.max_num_batched_tokens
+        if self.block_size is not None:
+            args["block_size"] = self.block_size
         return args
 
 
