@@ -145,8 +145,8 @@ def test_anti_starvation_lets_a_heavy_program_finish_under_a_stream_of_light_one
     assert starved[-1] == "heavy"  # pure PLAS: the light stream always goes first
     assert starved_stats["promotions"] == 0
 
-    # Promoted after waiting 1.5x the ~40 steps of service it earned, the heavy call joins the
-    # tail of the top queue while light programs keep arriving for ~190 steps.
+    # Promoted after waiting 1.5x the ~40 steps of service it earned, the heavy call goes to the
+    # head of the line (without preempting) while light programs keep arriving for ~190 steps.
     order, stats = _starvation_scenario(1.5)
     assert stats["promotions"] >= 1
     # Promoted to the top queue, the heavy call runs while light programs are still arriving.
