@@ -71,15 +71,13 @@ class EngineDriver:
         try:
             for index in range(self.options.engines):
                 log.info("starting engine %d/%d (%s)", index + 1, self.options.engines, self.options.scheduler)
-                engine_args = AsyncEngineArgs(**args)
-                engine = await asyncio.to_thread(AsyncLLM.from_engine_args, engine_args)
-                self._engines.append(engine)
+                # No local keeps an engine: shutdown() must be able to drop the last reference.
+                self._engines.append(await asyncio.to_thread(AsyncLLM.from_engine_args, AsyncEngineArgs(**args)))
         except BaseException:
             await self.shutdown()
             raise
-        first = self._engines[0]
-        self._tokenizer = first.get_tokenizer()
-        self._max_model_len = first.model_config.max_model_len
+        self._tokenizer = self._engines[0].get_tokenizer()
+        self._max_model_len = self._engines[0].model_config.max_model_len
         self._accepting = True
         log.info(
             "%d engine(s) ready in %.1f s: model %s (%s), max_model_len %d",
@@ -91,8 +89,8 @@ class EngineDriver:
         """Stop every replica and its engine-core process. Safe to call twice."""
         self._accepting = False
         engines, self._engines = self._engines, []
-        for engine in engines:
-            await asyncio.to_thread(engine.shutdown)
+        while engines:
+            await asyncio.to_thread(engines.pop(0).shutdown)
 
     async def __aenter__(self) -> EngineDriver:
         await self.start()
