@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -206,8 +207,8 @@ def plot(results: Sequence[dict[str, Any]], path: Path, title: str = "",
             if row == 0:
                 ax.set_title(w)
         axes[0][i].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    if title:  # wrapped to the figure's width: a one-workload figure is narrow
+        fig.suptitle(textwrap.fill(title, width=45 * len(workloads)), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
