@@ -79,6 +79,10 @@ class _Call:
     starvation_wait: float = 0.0
     starvation_service: float = 0.0
 
+    def rank(self) -> tuple[int, int, int]:
+        """Queue, then place in it: smaller is more urgent."""
+        return (self.queue, self.program_order, self.order)
+
 
 class ReferenceScheduler:
     def __init__(
@@ -368,7 +372,7 @@ class ReferenceScheduler:
         call = self._calls[call_id]
         call.state, call.ticket, call.waiting_since = WAITING, self._next_ticket, now
         lane = self._head_of_line if call.promoted else self._waiting
-        heapq.heappush(lane, (call.queue, call.program_order, call.order, call.ticket, call_id))
+        heapq.heappush(lane, (*call.rank(), call.ticket, call_id))
         self._waiting_per_queue[call.queue] += 1
         beta = self.starvation_ratio
         if call.queue == 0 or math.isinf(beta):
@@ -448,7 +452,7 @@ class ReferenceScheduler:
     def _least_urgent_running(self) -> int | None:
         if not self._running:
             return None
-        return max(self._running, key=lambda c: (self._calls[c].queue, self._calls[c].program_order, self._calls[c].order))
+        return max(self._running, key=lambda c: self._calls[c].rank())
 
     def _admit(self, call_id: int, now: float) -> None:
         self._end_waiting(call_id, now)

@@ -381,9 +381,10 @@ impl Scheduler {
     fn insert_call(&mut self, new: &NewCall, now: f64) {
         let priority = self.arrival_priority(new);
         self.programs.add_live_call(new.program, new.call, now);
-        let program_order = match self.config.policy.is_program_aware() {
-            true => self.programs.get(new.program).map_or(0, |p| p.arrival_order),
-            false => 0,
+        let program_order = if self.config.policy.is_program_aware() {
+            self.programs.get(new.program).map_or(0, |p| p.arrival_order)
+        } else {
+            0
         };
         let call = Call {
             program: new.program,
@@ -583,15 +584,15 @@ impl Scheduler {
         // urgent queue. Equal queues never swap, so calls do not ping-pong. Promoted calls wait
         // for the next free slot instead: were one to preempt, its victim would starve and be
         // promoted in turn, a preemption chain that on a real engine recomputes without end.
-        let queues = WaitingQueue::lane(0, false);
-        while let (Some(best), Some(worst_queue)) = (self.peek_waiting(queues), self.least_urgent_running_queue()) {
+        let top_queue = WaitingQueue::lane(0, false);
+        while let (Some(best), Some(worst_queue)) = (self.peek_waiting(top_queue), self.least_urgent_running_queue()) {
             if self.calls[&best.call].queue >= worst_queue {
                 break;
             }
             let worst = self.least_urgent_running().expect("a call runs in worst_queue");
             self.preempt(worst, now);
             // Still first: the preempted call went to a less urgent queue.
-            self.pop_waiting(queues);
+            self.pop_waiting(top_queue);
             self.admit(best.call, now);
         }
 
