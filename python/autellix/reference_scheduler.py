@@ -25,7 +25,9 @@ from autellix_core import (
     UnknownProgramError,
 )
 
-POLICIES = ("fcfs", "mlfq", "plas", "atlas")
+from autellix.contract import CORE_POLICIES
+
+POLICIES = CORE_POLICIES
 DEFAULT_QUEUE_BOUNDARIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 DEFAULT_STARVATION_RATIO = 4.0
 DEFAULT_STALE_AFTER = 900.0

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from autellix.contract import DEFAULT_POLICY, ENGINE_SCHEDULERS, VANILLA_VLLM
+
 # "vllm" is vanilla vLLM's own FCFS scheduler (the baseline); the others are Autellix's core.
-SCHEDULERS = ("plas", "atlas", "mlfq", "fcfs", "vllm")
+SCHEDULERS = ENGINE_SCHEDULERS
 PLUGIN = "autellix.vllm.scheduler.AutellixScheduler"
 
 # On CPU vLLM reserves most of the RAM for KV cache unless told a size.
@@ -23,7 +25,7 @@ class EngineOptions:
 
     model: str | None = None
     engines: int = 1
-    scheduler: str = "plas"
+    scheduler: str = DEFAULT_POLICY
     max_num_seqs: int = 64
     max_model_len: int | None = 2048
     kv_cache_memory_bytes: int = DEFAULT_KV_CACHE_BYTES
@@ -70,7 +72,7 @@ class EngineOptions:
             seed=self.seed,
             enable_prefix_caching=True,
         )
-        if self.scheduler != "vllm":
+        if self.scheduler != VANILLA_VLLM:
             args["scheduler_cls"] = PLUGIN
             args["additional_config"] = {"autellix": self.autellix_config()}
         args.update(self.engine_args)

@@ -11,10 +11,11 @@ import sys
 from typing import Any
 
 from autellix.arg_types import nonneg_int, positive_float, positive_int
+from autellix.contract import CORE_POLICIES
 
 __all__ = ["register"]
 
-POLICIES = ("fcfs", "mlfq", "plas", "atlas", "srpt")
+POLICIES = (*CORE_POLICIES, "srpt")  # srpt: the simulator's clairvoyant oracle
 BALANCERS = ("autellix", "least-used", "round-robin")
 WORKLOADS = ("sharegpt", "bfcl", "lats", "mixed")
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autellix.contract import CORE_POLICIES
 from autellix.sim.engine import Engine, SimCall, SimProgram
 from autellix.sim.presets import EngineConfig, get_preset
 from autellix.sim.srpt import SrptScheduler, call_work
@@ -22,7 +23,6 @@ from autellix.sim.trace import Program
 
 __all__ = ["CORE_POLICIES", "POLICIES", "BALANCERS", "SimResult", "Simulator", "simulate", "load_core"]
 
-CORE_POLICIES = ("fcfs", "mlfq", "plas", "atlas")
 POLICIES = (*CORE_POLICIES, "srpt")
 BALANCERS = ("autellix", "least-used", "round-robin")
 
