@@ -65,6 +65,28 @@ def _make_shareable(folder: Path) -> None:
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
+def _lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+def update_in_place(
+    target: Path, is_current: Callable[[Path], bool], update: Callable[[Path], object]
+) -> bool:
+    """Bring a complete `target` up to date without rebuilding it; True if `update` ran.
+
+    For cheap, file-level changes (a new chat template) that must reach caches built before them.
+    `update` runs under the build lock, only while `is_current` says no, and must replace files
+    atomically: other processes may be reading the folder meanwhile.
+    """
+    if is_current(target):
+        return False
+    with _exclusive_lock(_lock_path(target)):
+        if is_current(target):  # another process updated it while we waited for the lock
+            return False
+        update(target)
+    return True
+
+
 def build_once(target: Path, build: Callable[[Path], object]) -> Path:
     """Return `target`, calling `build(tmp_dir)` first if it does not exist yet.
 
@@ -73,7 +95,7 @@ def build_once(target: Path, build: Callable[[Path], object]) -> Path:
     """
     if is_complete(target):
         return target
-    with _exclusive_lock(target.parent / f".{target.name}.lock"):
+    with _exclusive_lock(_lock_path(target)):
         if is_complete(target):  # another process finished it while we waited for the lock
             return target
         if target.exists():  # debris from a build that predates the marker or was tampered with

