@@ -10,7 +10,9 @@ Lengths are scaled by --token-scale (and capped by --max-prompt / --max-output) 
 model on a CPU can keep up. Prompts are synthetic text of about the wanted length (the words per
 token ratio is measured once against the server's tokenizer), keep the trace's shared prefixes
 (system prompt across programs, earlier context within a program), and go to /v1/completions with
-``ignore_eos`` and ``max_tokens`` set so that every output has exactly its trace length.
+``ignore_eos`` and ``max_tokens`` set so that every output has exactly its trace length. Each
+call is the openai SDK's ``AsyncOpenAI.completions.create`` on a client that
+``program.openai_for(thread=..., parents=...)`` tagged.
 
 The report: program latency mean/p50/p95/p99 (from its scheduled arrival to its last call's end),
 mean token latency (program latency / its output tokens, averaged over programs), throughput and
@@ -33,7 +35,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from autellix.client import AsyncClient, AsyncProgram, ClientError
+import openai
+
+from autellix.client import AsyncClient, AsyncProgram
 from autellix.sim.metrics import percentile
 from autellix.sim.trace import Call, Program
 from autellix.sim.workloads import WORKLOADS, generate
@@ -125,13 +129,14 @@ class PromptMaker:
         return " ".join(self.system[:system] + context[:shared] + fresh)
 
 
-async def calibrate(client: AsyncClient) -> tuple[float, float]:
+async def calibrate(client: AsyncClient, model: str) -> tuple[float, float]:
     """(tokens per word, fixed overhead tokens), from the prompt counts the server reports."""
     small, large = 1, 201
     counts = []
     async with client.program(metadata={"load_generator": "calibration"}) as program:
         for n in (small, large):
-            result = await program.complete(" ".join(WORDS[i % len(WORDS)] for i in range(n)), max_tokens=1)
+            prompt = " ".join(WORDS[i % len(WORDS)] for i in range(n))
+            result = await program.openai.completions.create(model=model, prompt=prompt, max_tokens=1)
             if result.usage is None:
                 raise RuntimeError("the server reports no usage; cannot size prompts")
             counts.append(result.usage.prompt_tokens)
@@ -162,6 +167,7 @@ class Stats:
 
 async def run_program(
     client: AsyncClient,
+    model: str,
     program: PlannedProgram,
     start: float,
     prompts: PromptMaker,
@@ -188,13 +194,13 @@ async def run_program(
             async with slots:
                 stats.in_flight += 1
                 try:
-                    result = await p.complete(
-                        prompt,
+                    oa = p.openai_for(thread=call.thread_id, parents=[server_ids[parent] for parent in call.parents])
+                    result = await oa.completions.create(
+                        model=model,
+                        prompt=prompt,
                         max_tokens=call.output_tokens,
-                        parents=[server_ids[parent] for parent in call.parents],
-                        thread_id=call.thread_id,
-                        ignore_eos=True,
                         temperature=0.0,
+                        extra_body={"ignore_eos": True},  # vLLM's: exactly max_tokens tokens
                     )
                 finally:
                     stats.in_flight -= 1
@@ -205,8 +211,8 @@ async def run_program(
             stats.prompt_tokens += usage.prompt_tokens if usage else 0
             stats.length_mismatches += produced != call.output_tokens
             stats.calls_ok += 1
-            server_ids[call.call_id] = result.call_id
-        except (ClientError, RuntimeError, ValueError) as e:
+            server_ids[call.call_id] = result.id
+        except (openai.APIError, RuntimeError, ValueError) as e:
             failed = True
             stats.call_errors += 1
             stats.errors[str(e)[:200]] += 1
@@ -216,7 +222,7 @@ async def run_program(
     try:
         async with client.program(metadata={"workload": program.workload, "trace_program": program.trace_id}) as p:
             await asyncio.gather(*(run_call(p, call) for call in program.calls))
-    except ClientError as e:  # starting or ending the program itself failed
+    except openai.APIError as e:  # starting or ending the program itself failed
         failed = True
         stats.errors[str(e)[:200]] += 1
     now = time.monotonic()
@@ -244,13 +250,14 @@ async def progress(stats: Stats, total: int, interval: float) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     programs = plan(generate(args.workload, args.rate, args.programs, seed=args.seed), args)
-    async with AsyncClient(args.base_url, api_key=args.api_key, max_connections=args.concurrency) as client:
-        per_word, overhead = await calibrate(client)
+    async with AsyncClient(args.base_url, api_key=args.api_key) as client:
+        model = args.model or (await client.openai.models.list()).data[0].id
+        per_word, overhead = await calibrate(client, model)
         prompts = PromptMaker(args.seed, per_word, overhead)
         slots = asyncio.Semaphore(args.concurrency)
         stats = Stats()
         reporter = asyncio.create_task(progress(stats, len(programs), args.progress_interval))
-        tasks = [asyncio.create_task(run_program(client, p, stats.started, prompts, slots, stats)) for p in programs]
+        tasks = [asyncio.create_task(run_program(client, model, p, stats.started, prompts, slots, stats)) for p in programs]
         timed_out = False
         try:
             async with asyncio.timeout(args.duration):
@@ -318,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--model", default=None, help="default: the server's first model")
     parser.add_argument("--workload", choices=WORKLOADS, default="mixed")
     parser.add_argument("--programs", type=int, default=20)
     parser.add_argument("--rate", type=float, default=0.5, help="program arrivals per second (Poisson)")

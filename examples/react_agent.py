@@ -2,7 +2,10 @@
 """A ReAct-style agent as one Autellix program: think, act with a local tool, observe, repeat.
 
 Every LLM call of the run is a call of the same program, each naming the previous call as its
-parent, so the server ranks them by the program's attained service (PLAS), not call by call.
+parent, so the server ranks them by the program's attained service (PLAS), not call by call. The
+calls are the openai SDK's (`chat.completions.create`); `autellix.Client` starts and ends the
+program and tags the SDK client with it. (examples/tool_agent.py does the same with the SDK's
+structured tool calling instead of a text protocol.)
 
 Tools (both local and safe):
   calculator[expr]  arithmetic on numbers with + - * / // % ** and parentheses, evaluated by walking
@@ -27,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autellix import Client
+import autellix
 
 DEMO_QUESTION = "What is (17 + 25) * 3 - 12 / 4, and which file defines the calculator tool?"
 
@@ -157,19 +160,24 @@ def parse_reply(text: str) -> Step | None:
 
 def run(args: argparse.Namespace) -> int:
     tools: dict[str, Callable[[str], str]] = {"calculator": calculator, "search": make_search(args.folder)}
-    client = Client(args.base_url, api_key=args.api_key)
+    client = autellix.Client(args.base_url, api_key=args.api_key)
+    model = args.model or client.openai.models.list().data[0].id
     plan = scripted_plan(args.question)
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": args.question}]
     observations: list[str] = []
     answer: str | None = None
     print(f"Question: {args.question}")
-    with client.program(metadata={"example": "react_agent"}) as program:
+    with client, client.program(metadata={"example": "react_agent"}) as program:
         print(f"Program: {program.id}")
         previous: list[str] = []
         for number in range(1, args.max_steps + 1):
-            reply = program.chat(messages, max_tokens=args.max_tokens, parents=previous, thread_id=0, temperature=0.0)
-            previous = [reply.call_id]
-            step, source = parse_reply(reply.text), "model"
+            completion = program.openai_for(thread=0, parents=previous).chat.completions.create(
+                model=model, messages=messages, max_tokens=args.max_tokens, temperature=0.0
+            )
+            reply = completion.choices[0].message.content or ""
+            call_id = completion.id
+            previous = [call_id]
+            step, source = parse_reply(reply), "model"
             observation = None
             if step is not None and step.tool is not None:
                 try:
@@ -183,10 +191,10 @@ def run(args: argparse.Namespace) -> int:
                     observation = tools[step.tool](step.argument)
             if step.tool is None:
                 answer = step.argument
-                print(f"Step {number} ({source}, {reply.call_id}): Final Answer: {answer}")
+                print(f"Step {number} ({source}, {call_id}): Final Answer: {answer}")
                 break
             action = f"Action: {step.tool}[{step.argument}]"
-            print(f"Step {number} ({source}, {reply.call_id}): {action}")
+            print(f"Step {number} ({source}, {call_id}): {action}")
             print("  Observation: " + str(observation).replace("\n", "\n               "))
             assert observation is not None
             observations.append(observation)
@@ -211,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--model", default=None, help="default: the server's first model")
     parser.add_argument("--question", default=DEMO_QUESTION)
     parser.add_argument("--folder", type=Path, default=Path(__file__).resolve().parent,
                         help="folder the search tool looks in (default: this examples folder)")

@@ -7,6 +7,9 @@ the current node: ``parents=[node]``, one thread id each), and one evaluation ca
 call inherits the program's critical path so far, so the parallel siblings share one priority and
 no straggler is left behind.
 
+Each call is the openai SDK's (`AsyncOpenAI.completions.create`), on a client that
+`program.openai_for(thread=..., parents=...)` tagged with the program, its thread and parents.
+
 Candidates are scored locally by a cheap heuristic (distinct words), standing in for a value
 function; the best one is carried into the join prompt.
 
@@ -20,14 +23,16 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
+from openai.types import Completion
+
 from autellix import AsyncClient
-from autellix.client import AsyncProgram, CallResult
+from autellix.client import AsyncProgram
 
 
 @dataclass
 class Node:
     label: str
-    result: CallResult
+    result: Completion
     thread_id: int
     parents: list[str]
     score: float = 0.0
@@ -39,17 +44,22 @@ def score(text: str) -> float:
     return float(len(set(text.lower().split())))
 
 
+def text(result: Completion) -> str:
+    return result.choices[0].text if result.choices else ""
+
+
 def short(text: str, limit: int = 60) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-async def expand(program: AsyncProgram, question: str, node: Node, width: int, max_tokens: int) -> list[Node]:
+async def expand(program: AsyncProgram, model: str, question: str, node: Node, width: int, max_tokens: int) -> list[Node]:
     async def one(i: int) -> Node:
-        prompt = f"Question: {question}\nCurrent idea: {short(node.result.text, 200)}\nRefine idea #{i}:"
-        result = await program.complete(prompt, max_tokens=max_tokens, parents=[node.result.call_id], thread_id=i)
-        child = Node(f"child {i}", result, i, [node.result.call_id])
-        child.score = score(result.text)
+        prompt = f"Question: {question}\nCurrent idea: {short(text(node.result), 200)}\nRefine idea #{i}:"
+        oa = program.openai_for(thread=i, parents=[node.result])
+        result = await oa.completions.create(model=model, prompt=prompt, max_tokens=max_tokens)
+        child = Node(f"child {i}", result, i, [node.result.id])
+        child.score = score(text(result))
         return child
 
     return list(await asyncio.gather(*(one(i) for i in range(1, width + 1))))
@@ -57,22 +67,24 @@ async def expand(program: AsyncProgram, question: str, node: Node, width: int, m
 
 async def search(args: argparse.Namespace) -> int:
     async with AsyncClient(args.base_url, api_key=args.api_key) as client:
+        model = args.model or (await client.openai.models.list()).data[0].id
         async with client.program(metadata={"example": "tree_search"}) as program:
             print(f"Program: {program.id}")
-            root_result = await program.complete(f"Question: {args.question}\nFirst idea:", max_tokens=args.max_tokens, thread_id=0)
+            root_result = await program.openai_for(thread=0).completions.create(
+                model=model, prompt=f"Question: {args.question}\nFirst idea:", max_tokens=args.max_tokens
+            )
             root = Node("root", root_result, 0, [])
             node, calls = root, 1
             for level in range(1, args.depth + 1):
-                children = await expand(program, args.question, node, args.width, args.max_tokens)
+                children = await expand(program, model, args.question, node, args.width, args.max_tokens)
                 best = max(children, key=lambda c: c.score)
-                candidates = "\n".join(f"#{c.thread_id}: {short(c.result.text)}" for c in children)
-                join_result = await program.complete(
-                    f"Question: {args.question}\nCandidates:\n{candidates}\nBest is #{best.thread_id}. Combined idea:",
+                candidates = "\n".join(f"#{c.thread_id}: {short(text(c.result))}" for c in children)
+                join_result = await program.openai_for(thread=0, parents=[c.result for c in children]).completions.create(
+                    model=model,
+                    prompt=f"Question: {args.question}\nCandidates:\n{candidates}\nBest is #{best.thread_id}. Combined idea:",
                     max_tokens=args.max_tokens,
-                    parents=[c.result.call_id for c in children],
-                    thread_id=0,
                 )
-                join = Node(f"join {level}", join_result, 0, [c.result.call_id for c in children])
+                join = Node(f"join {level}", join_result, 0, [c.result.id for c in children])
                 node.children = children
                 for child in children:
                     child.children = [join] if child is best else []
@@ -81,7 +93,7 @@ async def search(args: argparse.Namespace) -> int:
                 node = join
             info = await program.info()
         print_tree(root)
-        print(f"Answer: {short(node.result.text, 100)!r}")
+        print(f"Answer: {short(text(node.result), 100)!r}")
         print(f"Calls issued: {calls}")
         print(
             f"Program {program.id}: {len(info.get('calls') or [])} calls, "
@@ -98,11 +110,11 @@ def print_tree(root: Node) -> None:
     while node is not None:
         pad = "  " * depth
         parents = f" <- {len(node.parents)} parent(s)" if node.parents else ""
-        print(f"{pad}{node.label} {node.result.call_id} (thread {node.thread_id}){parents}: {short(node.result.text)!r}")
+        print(f"{pad}{node.label} {node.result.id} (thread {node.thread_id}){parents}: {short(text(node.result))!r}")
         next_node = None
         for child in node.children:
             mark = " *" if child.children else ""
-            print(f"{pad}  ├─ {child.label} {child.result.call_id} (thread {child.thread_id}, score {child.score:g}){mark}")
+            print(f"{pad}  ├─ {child.label} {child.result.id} (thread {child.thread_id}, score {child.score:g}){mark}")
             if child.children:
                 next_node = child.children[0]
         node = next_node
@@ -118,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", default="http://127.0.0.1:8000")
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--model", default=None, help="default: the server's first model")
     parser.add_argument("--question", default="How should a city cut traffic congestion?")
     parser.add_argument("--width", type=int, default=3, help="parallel children per level")
     parser.add_argument("--depth", type=int, default=2, help="levels of expansion + join")

@@ -1,71 +1,36 @@
-"""Clients for an Autellix server: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio).
+"""The program layer over the official ``openai`` SDK: :class:`Client` (blocking) and
+:class:`AsyncClient` (asyncio).
 
 A *program* groups the LLM calls of one agent run so the server schedules them together (PLAS /
-ATLAS priorities come from the program's attained service, not the call's)::
+ATLAS priorities come from the program's attained service, not the call's). The clients start,
+inspect and end programs, and hand out ``openai.OpenAI`` / ``openai.AsyncOpenAI`` clients that tag
+every call with the program; everything else (chat, completions, responses, tools, streaming,
+structured output) is the openai SDK's own::
 
-    from autellix import Client
+    import autellix
 
-    client = Client("http://127.0.0.1:8000")
-    with client.program() as p:                     # POST /v1/programs ... DELETE on exit
-        plan = p.chat("Plan the steps.", max_tokens=64)
-        step = p.chat([{"role": "user", "content": "Do step 1."}], parents=[plan.call_id])
-        print(step.text, step.usage, p.info()["attained_service"])
+    client = autellix.Client("http://127.0.0.1:8000")
+    with client.program() as program:                       # POST /v1/programs ... DELETE on exit
+        oa = program.openai                                 # X-Autellix-Program: <program.id>
+        r = oa.chat.completions.create(model="smollm2-135m-instruct",
+                                       messages=[{"role": "user", "content": "Plan the trip."}])
+        # a later call naming its thread and the calls it depends on (ids or response objects)
+        program.openai_for(thread=1, parents=[r]).chat.completions.create(...)
+        program.info()                                      # GET /v1/programs/{id}
 
-The official ``openai`` SDK works unchanged but for the base URL and the program tag, sent as a
-header on every call (or per call in the body)::
+    program = client.program("run-42")    # an id of the caller's: no POST, the first call starts it
+    ...
+    program.end()                         # DELETE /v1/programs/run-42
 
-    import openai
-    from autellix import Client
-
-    with Client("http://127.0.0.1:8000").program() as p:
-        oa = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused",
-                           default_headers={"X-Autellix-Program": p.id})
-        r = oa.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}])
-        r.id                                  # the call id, usable as a parent of later calls
-        oa.chat.completions.create(model="tiny", messages=[...],
-                                   extra_body={"program_id": p.id, "thread_id": 1, "parent_ids": [r.id]})
-
-Errors come back as :class:`APIError` subclasses carrying ``status``, the server's ``code`` and its
-``message``; 429 and 503 answers are retried ``max_retries`` times (default 2) after the
-server's ``Retry-After``.
+Retries: the openai SDK's are off (``max_retries=0``), since it would resend a call that timed out
+or lost its connection and so may have run. Only a 429 or 503 with ``Retry-After`` (the server
+refused the call before starting it) is resent, ``refusal_retries`` times (default 2) after the
+pause it asks for. Errors are the openai SDK's classes (``openai.BadRequestError``,
+``openai.NotFoundError``, ``openai.RateLimitError``, ``openai.APIConnectionError``, ...).
 """
 
-from autellix.client._common import CallResult, ChatResult, CompletionResult, RetryPolicy, Usage
-from autellix.client.aio import AsyncCallStream, AsyncClient, AsyncProgram
-from autellix.client.errors import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    ClientError,
-    InternalServerError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServiceUnavailableError,
-)
-from autellix.client.sync import CallStream, Client, Program
+from autellix.client._base import DEFAULT_BASE_URL, parent_ids, tag_headers
+from autellix.client.aio import AsyncClient, AsyncProgram
+from autellix.client.sync import Client, Program
 
-__all__ = [
-    "APIConnectionError",
-    "APIError",
-    "AsyncCallStream",
-    "AsyncClient",
-    "AsyncProgram",
-    "AuthenticationError",
-    "BadRequestError",
-    "CallResult",
-    "CallStream",
-    "ChatResult",
-    "Client",
-    "ClientError",
-    "CompletionResult",
-    "InternalServerError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "Program",
-    "RateLimitError",
-    "RetryPolicy",
-    "ServiceUnavailableError",
-    "Usage",
-]
+__all__ = ["DEFAULT_BASE_URL", "AsyncClient", "AsyncProgram", "Client", "Program", "parent_ids", "tag_headers"]
