@@ -1,5 +1,7 @@
 """`autellix serve` over real HTTP with the official openai SDK: chat, completions, streaming,
-programs end to end, aborts (program deletion, client disconnect), API keys, /metrics.
+programs end to end (client-chosen ids, session ids), API keys and their namespaces, /metrics.
+Aborts (program deletion, client disconnect) are in test_server_aborts.py, on an engine the test
+controls.
 
 One real server (tiny random-weight model, so texts are gibberish: assert ids, counts, shapes).
 """
@@ -28,9 +30,10 @@ KEY = "sk-test-one"
 OTHER_KEY = "sk-test-two"
 MODEL = "tiny"
 CALL_ID = re.compile(r"^call-[0-9a-f]{24}$")
+# vLLM's response ids, made from the call id.
+CHAT_ID = re.compile(r"^chatcmpl-call-[0-9a-f]{24}$")
+COMPLETION_ID = re.compile(r"^cmpl-call-[0-9a-f]{24}$")
 PROGRAM_ID = re.compile(r"^prog-[0-9a-f]{24}$")
-# Long enough that a call is still running when the test acts on it.
-LONG = {"max_tokens": 900, "extra_body": {"ignore_eos": True}}
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +100,9 @@ def test_chat_completion(base_url: str) -> None:
         extra_body={"ignore_eos": True},
     )
     completion = raw.parse()
-    assert CALL_ID.match(completion.id)
+    assert CHAT_ID.match(completion.id)
     assert completion.object == "chat.completion" and completion.model == MODEL
-    assert raw.headers["X-Autellix-Call-Id"] == completion.id
+    assert completion.id == f"chatcmpl-{raw.headers['X-Autellix-Call-Id']}"
     assert PROGRAM_ID.match(raw.headers["X-Autellix-Program"])
     choice = completion.choices[0]
     assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
@@ -114,7 +117,8 @@ def test_chat_text_parts_render_like_a_string(base_url: str) -> None:
     as_parts = client.chat.completions.create(
         model=MODEL, max_tokens=1, messages=[{"role": "user", "content": [{"type": "text", "text": "ab"}, {"type": "text", "text": "cd"}]}]
     )
-    as_text = client.chat.completions.create(model=MODEL, max_tokens=1, messages=[{"role": "user", "content": "abcd"}])
+    # vLLM's renderer joins text parts with newlines.
+    as_text = client.chat.completions.create(model=MODEL, max_tokens=1, messages=[{"role": "user", "content": "ab\ncd"}])
     assert as_parts.usage.prompt_tokens == as_text.usage.prompt_tokens
 
 
@@ -135,7 +139,7 @@ def test_greedy_is_deterministic_and_sampling_fields_are_accepted(base_url: str)
 def test_completion_from_text_and_from_token_ids(base_url: str) -> None:
     client = sdk(base_url)
     text = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, extra_body={"ignore_eos": True})
-    assert CALL_ID.match(text.id) and text.object == "text_completion"
+    assert COMPLETION_ID.match(text.id) and text.object == "text_completion"
     assert text.usage.completion_tokens == 5 and text.choices[0].finish_reason == "length"
     ids = client.completions.create(model=MODEL, prompt=[5, 6, 7, 8, 9, 10], max_tokens=3, extra_body={"ignore_eos": True})
     assert ids.usage.prompt_tokens == 6 and ids.usage.completion_tokens == 3
@@ -151,7 +155,7 @@ def test_chat_stream_with_usage(base_url: str) -> None:
         extra_body={"ignore_eos": True},
     )
     chunks = list(stream)
-    assert len({c.id for c in chunks}) == 1 and CALL_ID.match(chunks[0].id)
+    assert len({c.id for c in chunks}) == 1 and CHAT_ID.match(chunks[0].id)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
     with_choices = [c for c in chunks if c.choices]
@@ -174,33 +178,46 @@ def test_completion_stream_is_sse_ending_in_done(http: httpx.Client) -> None:
     chunks = [json.loads(e) for e in events]
     assert all(c["object"] == "text_completion" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-    assert "usage" not in chunks[-1]  # not asked for
+    assert chunks[-1].get("usage") is None  # not asked for
 
 
 # -- programs ---------------------------------------------------------------------------------
 
 
+def call_id(raw) -> str:
+    """The call id the server gave a call (`with_raw_response`)."""
+    value = raw.headers["X-Autellix-Call-Id"]
+    assert CALL_ID.match(value)
+    return value
+
+
 def test_program_end_to_end(base_url: str, http: httpx.Client) -> None:
     program = new_program(http)
     client = sdk(base_url, **{"X-Autellix-Program": program})
-    first = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "plan"}], max_tokens=30, extra_body={"ignore_eos": True})
+    raw_first = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "plan"}], max_tokens=30, extra_body={"ignore_eos": True}
+    )
+    first = raw_first.parse()
+    # A parent is named by its response id (or its call id).
     raw = client.with_options(default_headers={"X-Autellix-Program": program, "X-Autellix-Thread": "2"}).completions.with_raw_response.create(
         model=MODEL, prompt="act", max_tokens=20, extra_body={"ignore_eos": True, "parent_ids": [first.id]}
     )
-    second = raw.parse()
     assert raw.headers["X-Autellix-Program"] == program
     # The body field names the program as well as the header does.
-    third = sdk(base_url).completions.create(model=MODEL, prompt="x", max_tokens=2, extra_body={"program_id": program, "thread_id": 5})
+    raw_third = sdk(base_url).completions.with_raw_response.create(
+        model=MODEL, prompt="x", max_tokens=2, extra_body={"program_id": program, "thread_id": 5}
+    )
+    ids = [call_id(raw_first), call_id(raw), call_id(raw_third)]
 
     info = http.get(f"/v1/programs/{program}").json()
     assert info["id"] == program and info["object"] == "program" and info["state"] == "active"
     assert info["metadata"] == {"test": "api"}
     calls = {c["id"]: c for c in info["calls"]}
-    assert list(calls) == [first.id, second.id, third.id]
+    assert list(calls) == ids
     assert all(c["state"] == "finished" for c in calls.values())
-    assert calls[first.id]["completion_tokens"] == 30 and calls[second.id]["completion_tokens"] == 20
-    assert calls[second.id]["parent_ids"] == [first.id] and calls[second.id]["thread_id"] == 2
-    assert calls[third.id]["thread_id"] == 5
+    assert calls[ids[0]]["completion_tokens"] == 30 and calls[ids[1]]["completion_tokens"] == 20
+    assert calls[ids[1]]["parent_ids"] == [ids[0]] and calls[ids[1]]["thread_id"] == 2
+    assert calls[ids[2]]["thread_id"] == 5
     assert all(c["decode_time"] > 0 and c["time_to_first_token"] >= 0 for c in list(calls.values())[:2])
     assert info["attained_service"] > 0 and info["critical_path"] > 0
     assert info["active_calls"] == 0
@@ -208,9 +225,43 @@ def test_program_end_to_end(base_url: str, http: httpx.Client) -> None:
     deleted = http.delete(f"/v1/programs/{program}").json()
     assert deleted == {"id": program, "object": "program.deleted", "deleted": True, "aborted_calls": 0}
     assert http.get(f"/v1/programs/{program}").status_code == 404
-    with pytest.raises(openai.NotFoundError) as error:
-        client.completions.create(model=MODEL, prompt="late", max_tokens=2)
-    assert error.value.code == "program_not_found"
+    # The id is free again: a call naming it starts a new program under it.
+    client.completions.create(model=MODEL, prompt="late", max_tokens=2)
+    assert len(http.get(f"/v1/programs/{program}").json()["calls"]) == 1
+    http.delete(f"/v1/programs/{program}")
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"headers": {"X-Autellix-Program": "agent-run-1"}},
+        {"headers": {"X-Session-ID": "agent-run-1"}},
+        {"body": {"session_id": "agent-run-1"}},
+        {"body": {"vllm_xargs": {"session_id": "agent-run-1"}}},
+        {"body": {"vllm_xargs": {"agentic_context": {"program_id": "agent-run-1"}}}},
+    ],
+    ids=["autellix-header", "session-header", "session-field", "xargs-session", "agentic-context"],
+)
+def test_a_session_id_the_client_chooses_is_a_program(base_url: str, http: httpx.Client, how: dict) -> None:
+    client = sdk(base_url, **how.get("headers", {}))
+    raws = [
+        client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": f"step {i}"}], max_tokens=3, extra_body=how.get("body")
+        )
+        for i in range(2)
+    ]
+    assert {r.headers["X-Autellix-Program"] for r in raws} == {"agent-run-1"}
+    info = http.get("/v1/programs/agent-run-1").json()
+    assert [c["id"] for c in info["calls"]] == [call_id(r) for r in raws]
+    assert http.delete("/v1/programs/agent-run-1").json()["deleted"] is True
+
+
+def test_our_header_wins_over_the_session_id(base_url: str, http: httpx.Client) -> None:
+    client = sdk(base_url, **{"X-Autellix-Program": "ours", "X-Session-ID": "theirs"})
+    raw = client.completions.with_raw_response.create(model=MODEL, prompt="x", max_tokens=1)
+    assert raw.headers["X-Autellix-Program"] == "ours"
+    assert http.get("/v1/programs/theirs").status_code == 404
+    http.delete("/v1/programs/ours")
 
 
 def test_parents_must_be_earlier_calls_of_the_program(base_url: str, http: httpx.Client) -> None:
@@ -227,56 +278,6 @@ def test_parents_must_be_earlier_calls_of_the_program(base_url: str, http: httpx
         headers={"X-Autellix-Program": program, "X-Autellix-Parents": earlier.id},
     )
     assert response.status_code == 400 and response.json()["error"]["param"] == "parent_ids"
-
-
-def test_delete_aborts_an_outstanding_call(http: httpx.Client) -> None:
-    program = new_program(http)
-    body = {"model": MODEL, "prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": True}
-    with http.stream("POST", "/v1/completions", json=body, headers={"X-Autellix-Program": program}) as response:
-        events = sse_events(response.iter_lines())
-        first = json.loads(next(events))
-        deleted = http.delete(f"/v1/programs/{program}").json()
-        assert deleted["deleted"] is True and deleted["aborted_calls"] == 1
-        rest = list(events)
-    assert rest[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in rest[:-1]]
-    assert {c["id"] for c in chunks} == {first["id"]}
-    assert chunks[-1]["choices"][0]["finish_reason"] == "abort"
-
-
-def _call_state(http: httpx.Client, program: str) -> str | None:
-    calls = http.get(f"/v1/programs/{program}").json()["calls"]
-    return calls[0]["state"] if calls else None
-
-
-def test_client_disconnect_mid_stream_aborts_the_call(base_url: str, http: httpx.Client) -> None:
-    program = new_program(http)
-    body = {"model": MODEL, "prompt": "long", "max_tokens": 900, "ignore_eos": True, "stream": True}
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as own:
-        with own.stream("POST", "/v1/completions", json=body, headers={"X-Autellix-Program": program}) as response:
-            next(sse_events(response.iter_lines()))
-        # leaving the block closes the connection mid-stream
-    wait_for(lambda: _call_state(http, program) == "aborted", "the call to be aborted")
-    call = http.get(f"/v1/programs/{program}").json()["calls"][0]
-    assert call["completion_tokens"] < 900
-    # The engine keeps serving.
-    after = sdk(base_url).completions.create(model=MODEL, prompt="still there?", max_tokens=3, extra_body={"ignore_eos": True})
-    assert after.usage.completion_tokens == 3
-
-
-def test_client_disconnect_mid_request_aborts_the_call(base_url: str, http: httpx.Client) -> None:
-    program = new_program(http)
-    body = json.dumps({"model": MODEL, "prompt": "long", "max_tokens": 900, "ignore_eos": True}).encode()
-    url = urlparse(base_url)
-    request = (
-        f"POST /v1/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {KEY}\r\n"
-        f"X-Autellix-Program: {program}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    with socket.create_connection((url.hostname, url.port)) as sock:
-        sock.sendall(request)
-        wait_for(lambda: _call_state(http, program) == "running", "the call to start")
-    wait_for(lambda: _call_state(http, program) == "aborted", "the call to be aborted")
-    assert http.get(f"/v1/programs/{program}").json()["active_calls"] == 0
 
 
 # -- API keys ---------------------------------------------------------------------------------
@@ -297,15 +298,19 @@ def test_every_route_but_health_needs_the_key(base_url: str) -> None:
 
 def test_a_program_belongs_to_the_key_that_started_it(base_url: str, http: httpx.Client) -> None:
     program = new_program(http)
+    mine = sdk(base_url, **{"X-Autellix-Program": program}).completions.with_raw_response.create(model=MODEL, prompt="x", max_tokens=1)
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=30) as other:
         assert other.get("/v1/models").status_code == 200  # a valid key
         assert other.get(f"/v1/programs/{program}").status_code == 404
         assert other.delete(f"/v1/programs/{program}").status_code == 404
-        response = other.post(
+        # The same id under another key is another program: it never sees or ends this one.
+        theirs = other.post(
             "/v1/completions", json={"model": MODEL, "prompt": "x", "max_tokens": 1}, headers={"X-Autellix-Program": program}
         )
-        assert response.status_code == 404 and response.json()["error"]["code"] == "program_not_found"
-    assert http.get(f"/v1/programs/{program}").status_code == 200
+        assert theirs.status_code == 200
+        assert [c["id"] for c in other.get(f"/v1/programs/{program}").json()["calls"]] == [theirs.headers["X-Autellix-Call-Id"]]
+        assert other.delete(f"/v1/programs/{program}").json()["deleted"] is True
+    assert [c["id"] for c in http.get(f"/v1/programs/{program}").json()["calls"]] == [call_id(mine)]
     assert http.delete(f"/v1/programs/{program}").json()["deleted"] is True
 
 
@@ -329,26 +334,28 @@ def test_metrics(base_url: str, http: httpx.Client) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = response.text
     for family, kind in [
-        ("autellix_queue_depth", "gauge"),
-        ("autellix_running_calls", "gauge"),
-        ("autellix_programs_active", "gauge"),
-        ("autellix_programs_total", "counter"),
-        ("autellix_calls_total", "counter"),
-        ("autellix_preemptions_total", "counter"),
-        ("autellix_starvation_promotions_total", "counter"),
-        ("autellix_balancer_placements_total", "counter"),
-        ("autellix_program_waiting_seconds", "histogram"),
-        ("autellix_program_service_seconds", "histogram"),
-        ("autellix_program_latency_seconds", "histogram"),
-        ("autellix_call_latency_seconds", "histogram"),
+        ("autellix:queue_depth", "gauge"),
+        ("autellix:running_calls", "gauge"),
+        ("autellix:programs_active", "gauge"),
+        ("autellix:programs_started_total", "counter"),
+        ("autellix:calls_total", "counter"),
+        ("autellix:preemptions_total", "counter"),
+        ("autellix:starvation_promotions_total", "counter"),
+        ("autellix:placements_total", "counter"),
+        ("autellix:program_waiting_seconds", "histogram"),
+        ("autellix:program_service_seconds", "histogram"),
+        ("autellix:program_latency_seconds", "histogram"),
+        ("autellix:call_latency_seconds", "histogram"),
     ]:
         assert f"# TYPE {family} {kind}\n" in text, family
     samples = _samples(text)
-    assert samples['autellix_queue_depth{engine="0",queue="0"}'] >= 0
-    assert 'autellix_running_calls{engine="0"}' in samples
-    assert samples['autellix_calls_total{status="finished"}'] >= 1
-    assert samples['autellix_balancer_placements_total{engine="0"}'] >= 1
-    assert samples["autellix_programs_total"] >= 1
-    assert samples["autellix_program_latency_seconds_count"] >= 1
-    buckets = [v for k, v in samples.items() if k.startswith("autellix_call_latency_seconds_bucket")]
-    assert buckets == sorted(buckets) and buckets[-1] == samples["autellix_call_latency_seconds_count"]
+    assert samples['autellix:queue_depth{engine="0",queue="0"}'] >= 0
+    assert 'autellix:running_calls{engine="0"}' in samples
+    assert samples['autellix:calls_total{status="finished"}'] >= 1
+    assert samples['autellix:placements_total{engine="0"}'] >= 1
+    assert samples["autellix:programs_started_total"] >= 1
+    assert samples["autellix:program_latency_seconds_count"] >= 1
+    buckets = [v for k, v in samples.items() if k.startswith("autellix:call_latency_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == samples["autellix:call_latency_seconds_count"]
+    # vLLM's own engine metrics come along.
+    assert "vllm:" in text

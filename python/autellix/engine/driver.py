@@ -1,27 +1,33 @@
 """Engine replicas behind the core's load balancer: start, route, stream, abort, shut down.
 
 Each replica is a vLLM `AsyncLLM`, whose engine core runs in a child process with Autellix's
-scheduler plugged in (or vLLM's own, for the baseline). The driver tokenizes a prompt once,
-asks the Rust `LoadBalancer` where the call goes (short calls: least-used engine; long ones: the
-engine the program is pinned to, where its KV cache lives), tags the call with its program,
-thread and parents in `SamplingParams.extra_args`, and streams deltas back. Closing the stream
-early (a client went away) aborts the call in the engine.
+scheduler plugged in (or vLLM's own, for the baseline). `driver.client` is one vLLM
+`EngineClient` over all of them (`router.ReplicaRouter`): vLLM's OpenAI serving classes run over
+it, and it routes each call with the Rust `LoadBalancer`. `driver.generate` is the same path for
+callers that bring their own token ids (benches, tests). Closing a stream early (a client went
+away) aborts the call in the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import autellix_core
 
+from autellix.contract import VANILLA_VLLM
 from autellix.engine.options import EngineOptions
+from autellix.engine.tags import CallTag
 from autellix.models import DEFAULT_MODEL, resolve_model
+
+if TYPE_CHECKING:  # the router imports vLLM, which the driver loads only when it starts
+    from autellix.engine.router import ReplicaRouter
 
 log = logging.getLogger("autellix.engine")
 
@@ -54,6 +60,7 @@ class EngineDriver:
             options.engines, short_call_tokens=options.short_call_tokens
         )
         self._engines: list[Any] = []  # vllm AsyncLLM
+        self._client: ReplicaRouter | None = None
         self._tokenizer: Any = None
         self._max_model_len = 0
         self._accepting = False
@@ -64,6 +71,8 @@ class EngineDriver:
         """Resolve (build or convert) the model, then start every replica."""
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
+
+        from autellix.engine.router import ReplicaRouter
 
         self.model_path = await asyncio.to_thread(resolve_model, self.options.model)
         args = self.options.vllm_engine_args(str(self.model_path), self.served_model_name)
@@ -76,6 +85,7 @@ class EngineDriver:
         except BaseException:
             await self.shutdown()
             raise
+        self._client = ReplicaRouter(self._engines, self.balancer)
         self._tokenizer = self._engines[0].get_tokenizer()
         self._max_model_len = self._engines[0].model_config.max_model_len
         self._accepting = True
@@ -88,6 +98,7 @@ class EngineDriver:
     async def shutdown(self) -> None:
         """Stop every replica and its engine-core process. Safe to call twice."""
         self._accepting = False
+        self._client = None
         engines, self._engines = self._engines, []
         while engines:
             await asyncio.to_thread(engines.pop(0).shutdown)
@@ -100,6 +111,13 @@ class EngineDriver:
         await self.shutdown()
 
     # -- what callers need to know -------------------------------------------------------------
+
+    @property
+    def client(self) -> ReplicaRouter:
+        """The one vLLM EngineClient over every replica (after start)."""
+        if self._client is None:
+            raise EngineUnavailableError("the engines are not started")
+        return self._client
 
     @property
     def tokenizer(self) -> Any:
@@ -151,21 +169,15 @@ class EngineDriver:
         token_ids = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
         params = params.clone()
         params.output_kind = RequestOutputKind.DELTA
-        extra = dict(params.extra_args or {})
-        extra["autellix_program_id"] = program_id
-        if thread_id is not None:
-            extra["autellix_thread_id"] = thread_id
-        if parents:
-            extra["autellix_parents"] = list(parents)
-        params.extra_args = extra
-
-        index = self.balancer.route(program_id, len(token_ids))
+        client = self.client
+        tag = CallTag(program_id, thread_id, tuple(parents))
+        stream = client.generate(TokensPrompt(prompt_token_ids=token_ids), params, request_id, call=tag)
         completion_tokens = 0
-        try:
-            stream = self._engines[index].generate(
-                TokensPrompt(prompt_token_ids=token_ids), params, request_id
-            )
+        engine: int | None = None
+        async with contextlib.aclosing(stream):
             async for output in stream:
+                if engine is None:
+                    engine = client.placement(request_id)
                 completion = output.outputs[0]
                 completion_tokens += len(completion.token_ids)
                 yield CallChunk(
@@ -175,22 +187,20 @@ class EngineDriver:
                     finish_reason=completion.finish_reason if output.finished else None,
                     prompt_tokens=len(token_ids),
                     completion_tokens=completion_tokens,
-                    engine=index,
+                    engine=engine if engine is not None else 0,
                 )
-        finally:
-            self.balancer.release(index)
 
     async def abort(self, request_ids: Sequence[str]) -> None:
         """Abort calls wherever they run (unknown or finished ids are ignored)."""
-        for engine in self._engines:
-            await engine.abort(list(request_ids))
+        if self._client is not None:
+            await self._client.abort(list(request_ids))
 
     # -- programs ----------------------------------------------------------------------------
 
     async def end_program(self, program_id: int) -> None:
         """Forget a program: unpin it and drop it from every engine's scheduler table."""
         self.balancer.forget(program_id)
-        if self.options.scheduler == "vllm":
+        if self.options.scheduler == VANILLA_VLLM:
             return
         await asyncio.gather(
             *(e.engine_core.call_utility_async("autellix_end_program", program_id) for e in self._engines)
@@ -199,7 +209,7 @@ class EngineDriver:
     async def snapshots(self, program_ids: Sequence[int] = ()) -> list[dict[str, Any] | None]:
         """Per engine, the Autellix scheduler's queues, counters and the listed programs
         (None for an engine running vLLM's own scheduler)."""
-        if self.options.scheduler == "vllm":
+        if self.options.scheduler == VANILLA_VLLM:
             return [None] * len(self._engines)
         return list(
             await asyncio.gather(

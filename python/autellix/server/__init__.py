@@ -3,9 +3,10 @@
     autellix serve --model tiny --port 8000
 
 Layout: `app` (application, engine life cycle), `routes`, `handlers/` (one module per endpoint
-group), `middlewares` (errors as OpenAI JSON, API keys), `protocol` (request validation),
-`calls` (admission and call bookkeeping), `programs` (the program table), `metrics`
-(Prometheus text), `command` (the `serve` subcommand).
+group), `vllm_serving` (vLLM's own OpenAI/Anthropic serving classes, which parse, render and
+format every generation call), `identity` (which program a call names), `calls` (admission and
+call bookkeeping), `programs` (the program table), `middlewares` (errors as OpenAI JSON, API
+keys), `metrics` (Prometheus), `command` (the `serve` subcommand).
 """
 
 from autellix.server.app import make_app

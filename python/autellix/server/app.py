@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -21,7 +20,8 @@ from autellix.server.metrics import FrontEndMetrics
 from autellix.server.middlewares import auth_middleware, error_middleware
 from autellix.server.routes import setup_routes
 from autellix.server.settings import ServerSettings
-from autellix.server.state import CALLS, DRIVER, METRICS, SETTINGS, STARTED
+from autellix.server.state import CALLS, DRIVER, METRICS, SERVING, SETTINGS
+from autellix.server.vllm_serving import build_serving_layer, frontend_args
 
 log = logging.getLogger("autellix.server")
 
@@ -46,7 +46,7 @@ def make_app(
         app.cleanup_ctx.append(_engines)
     app[DRIVER] = driver
     app[CALLS] = CallService(driver, settings, app[METRICS])
-    app[STARTED] = int(time.time())
+    app.cleanup_ctx.append(_serving_layer)
     app.cleanup_ctx.append(_program_reaper)
     setup_routes(app)
     return app
@@ -62,6 +62,15 @@ async def _engines(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[CALLS].close()
         await driver.shutdown()
+
+
+async def _serving_layer(app: web.Application) -> AsyncIterator[None]:
+    """vLLM's serving classes over the started engines (they read the model's config)."""
+    driver = app[DRIVER]
+    assert driver.model_path is not None
+    args = frontend_args(str(driver.model_path), driver.served_model_name, app[SETTINGS].vllm_frontend_args)
+    app[SERVING] = await build_serving_layer(driver.client, args)
+    yield
 
 
 async def _program_reaper(app: web.Application) -> AsyncIterator[None]:

@@ -1,10 +1,13 @@
 """Running calls for the HTTP handlers: admission (overload, readiness), program and parent
-checks, the engine stream, and the bookkeeping every call leaves behind (its record in the program
-table, metrics, aborting it in the engine when the client goes away).
+checks, and the bookkeeping every call leaves behind (its record in the program table, metrics,
+aborting what is left of it in the engine when the client goes away).
 
-    call = calls.admit(tags, owner)            # 429/503/404/400 before any work is done
-    async with calls.run(call, token_ids, params) as stream:
-        async for chunk in stream: ...
+    call = calls.admit(identity, owner)        # 429/503/400 before any work is done
+    with calls.run(call):                      # vLLM's serving layer generates inside
+        ...
+
+Inside `run`, the engine router sees the call through `CURRENT_CALL` and reports each engine
+request vLLM's serving layer makes for it (one per prompt, or per turn of a Responses call).
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from autellix.engine import CallChunk, EngineDriver, EngineUnavailableError
+from autellix.engine import EngineDriver
+from autellix.engine.tags import CURRENT_CALL, CallTag
 from autellix.server.errors import ApiError, bad_request
+from autellix.server.identity import CallIdentity
 from autellix.server.metrics import FrontEndMetrics
 from autellix.server.programs import CallRecord, Program, ProgramTable, new_call_id
-from autellix.server.protocol import CallTags
 from autellix.server.settings import ServerSettings
 
 log = logging.getLogger("autellix.server")
 
-FINISHED_REASONS = ("stop", "length")
+# vLLM's finish reasons for a request that ran to its end (not aborted, not failed).
+COMPLETED_REASONS = frozenset({"stop", "length"})
 
 
 def not_found_program(program_id: str) -> ApiError:
@@ -35,11 +40,13 @@ def not_found_program(program_id: str) -> ApiError:
 
 @dataclass
 class AdmittedCall:
-    """A call that passed every check and counts as outstanding until its stream is closed."""
+    """A call that passed every check and counts as outstanding until its run ends."""
 
     id: str
     program: Program
-    tags: CallTags
+    identity: CallIdentity
+    parent_ids: tuple[str, ...]  # its parents' call ids, however the client named them
+    parent_requests: tuple[str, ...]  # engine request ids of its parents
 
 
 class CallService:
@@ -58,81 +65,84 @@ class CallService:
 
     def check_ready(self) -> None:
         if not self.driver.ready():
-            self.metrics.calls_total.inc("rejected")
+            self.metrics.call_rejected()
             raise self.unavailable("the engine is not ready (starting, shutting down, or an engine died): retry later")
 
-    def admit(self, tags: CallTags, owner: str | None) -> AdmittedCall:
+    def admit(self, identity: CallIdentity, owner: str | None) -> AdmittedCall:
         self.check_ready()
         if self.outstanding >= self.settings.max_queued_calls:
-            self.metrics.calls_total.inc("rejected")
+            self.metrics.call_rejected()
             raise ApiError(
                 429,
                 f"the server has {self.outstanding} calls outstanding (limit {self.settings.max_queued_calls}): retry later",
                 code="overloaded",
                 headers={"Retry-After": str(self.settings.retry_after)},
             )
-        if tags.program_id is None:
-            if tags.parent_ids:
+        if identity.program_id is None:
+            if identity.parent_ids:
                 raise bad_request("'parent_ids' need a program id: parents are earlier calls of the same program", param="parent_ids")
             program = self.start_program(owner, solo=True)
         else:
-            found = self.programs.get(tags.program_id, owner)
-            if found is None:
-                raise not_found_program(tags.program_id)
-            program = found
-            unknown = [p for p in tags.parent_ids if p not in program.calls]
-            if unknown:
-                raise bad_request(
-                    f"parent ids {', '.join(map(repr, unknown))} are not earlier calls of program {program.id!r}",
-                    param="parent_ids",
-                )
-        call_id = new_call_id()
-        # Counted from here: the caller hands it to run() at once (no await in between), whose
-        # exit gives it back.
+            # A program id the client chose starts its program on first use.
+            program = self.programs.get(identity.program_id, owner) or self.start_program(owner, identity.program_id)
+        parents = [program.find_call(p) for p in identity.parent_ids]
+        unknown = [p for p, record in zip(identity.parent_ids, parents) if record is None]
+        if unknown:
+            raise bad_request(
+                f"parent ids {', '.join(map(repr, unknown))} are not earlier calls of program {program.id!r}",
+                param="parent_ids",
+            )
+        found = [record for record in parents if record is not None]
+        parent_requests = tuple(r for record in found for r in record.engine_requests)
+        # Counted from here: the caller enters run() at once (no await in between), whose exit
+        # gives it back.
         self.outstanding += 1
-        return AdmittedCall(call_id, program, tags)
+        return AdmittedCall(new_call_id(), program, identity, tuple(dict.fromkeys(r.id for r in found)), parent_requests)
 
-    def run(self, call: AdmittedCall, token_ids: Sequence[int], params: Any) -> CallStream:
-        return CallStream(self, call, token_ids, params)
+    def run(self, call: AdmittedCall) -> CallRun:
+        return CallRun(self, call)
 
     # -- programs ----------------------------------------------------------------------------
 
-    def start_program(self, owner: str | None, *, solo: bool = False, metadata: dict[str, Any] | None = None) -> Program:
-        program = self.programs.create(owner, solo=solo, metadata=metadata)
-        self.metrics.programs_total.inc()
+    def start_program(
+        self, owner: str | None, program_id: str | None = None, *, solo: bool = False, metadata: dict[str, Any] | None = None
+    ) -> Program:
+        program = self.programs.create(owner, program_id, solo=solo, metadata=metadata)
+        self.metrics.program_started()
         return program
 
     async def end_program(self, program: Program) -> int:
         """Forget a program: abort its outstanding calls, drop it from the engines. Returns how
         many calls were aborted."""
         self.programs.remove(program)
-        aborted = sorted(program.active)
-        if aborted:
+        aborted = [program.calls[c] for c in sorted(program.active) if c in program.calls]
+        live = [r for record in aborted for r in record.live_requests]
+        if live:
             try:
-                await self.driver.abort(aborted)
+                await self.driver.abort(live)
             except Exception:
                 log.exception("aborting the calls of program %s failed", program.id)
-        self._observe_program(program)
+        if program.first_arrival is not None:
+            self.metrics.program_ended(program.waiting_total, program.service_total, program.latency())
         try:
             await self.driver.end_program(program.internal_id)
         except Exception:  # an engine died: nothing left to forget there
             log.warning("ending program %s in the engines failed", program.id, exc_info=True)
         return len(aborted)
 
-    def end_in_background(self, program: Program) -> None:
-        # One-call programs end after their call; the client need not wait for the engines.
-        task = asyncio.get_running_loop().create_task(self.end_program(program))
+    def in_background(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Engine work a client need not wait for (ending a one-call program, aborting what is
+        left of a call); awaited by close()."""
+
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.warning("%s failed", what, exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(logged())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _observe_program(self, program: Program) -> None:
-        if program.first_arrival is None:
-            return  # it never made a call
-        self.metrics.program_waiting.observe(program.waiting_total)
-        self.metrics.program_service.observe(program.service_total)
-        latency = program.latency()
-        if latency is not None:
-            self.metrics.program_latency.observe(latency)
 
     async def reap_idle(self) -> int:
         cutoff = time.monotonic() - self.settings.program_ttl
@@ -148,91 +158,79 @@ class CallService:
             await asyncio.gather(*self._background, return_exceptions=True)
 
 
-class CallStream:
-    """The engine's chunks for one admitted call; on exit, records how it ended and aborts it in
-    the engine if it did not finish (client gone, error, cancellation)."""
+class CallRun:
+    """One admitted call while vLLM's serving layer runs it: makes the call current for the
+    engine router, observes its engine requests, and on exit records how it ended and aborts
+    whatever of it is still running in the engine (client gone, error, cancellation)."""
 
-    def __init__(self, service: CallService, call: AdmittedCall, token_ids: Sequence[int], params: Any) -> None:
+    def __init__(self, service: CallService, call: AdmittedCall) -> None:
         self.service = service
         self.call = call
         self.record = CallRecord(
             id=call.id,
-            thread_id=call.tags.thread_id,
-            parent_ids=list(call.tags.parent_ids),
+            thread_id=call.identity.thread_id,
+            parent_ids=list(call.parent_ids),
             arrival=time.monotonic(),
-            prompt_tokens=len(token_ids),
         )
-        self.finish_reason: str | None = None
-        self._token_ids = token_ids
-        self._params = params
-        self._stream: Any = None
+        self.finish_reasons: list[str | None] = []
+        self.refused = False  # vLLM's serving layer answered with an error before any engine request
+        self._token: Any = None
 
-    async def __aenter__(self) -> CallStream:
+    def __enter__(self) -> CallRun:
         self.call.program.add_call(self.record)
-        self._stream = self.service.driver.generate(
-            self.call.id,
-            self._token_ids,
-            self._params,
-            program_id=self.call.program.internal_id,
-            thread_id=self.call.tags.thread_id,
-            parents=self.call.tags.parent_ids,
+        tag = CallTag(self.call.program.internal_id, self.call.identity.thread_id, self.call.parent_requests, self)
+        self._token = CURRENT_CALL.set(tag)
+        return self
+
+    def alias(self, name: str) -> None:
+        """Another name clients may give this call as a parent (its response id)."""
+        self.call.program.alias(name, self.call.id)
+
+    @property
+    def completed(self) -> bool:
+        return bool(self.finish_reasons) and not self.record.live_requests and all(
+            r in COMPLETED_REASONS for r in self.finish_reasons
         )
-        return self
 
-    def __aiter__(self) -> CallStream:
-        return self
-
-    async def __anext__(self) -> CallChunk:
-        if self.finish_reason is not None:
-            raise StopAsyncIteration
-        try:
-            chunk = await self._stream.__anext__()
-        except (StopAsyncIteration, ApiError):
-            raise
-        except EngineUnavailableError as e:
-            raise self.service.unavailable(str(e)) from None
-        except ValueError as e:
-            # vLLM validates a request when it is added, before any output: the request's fault.
-            if self.record.first_output is None and self.service.driver.ready():
-                raise bad_request(f"the engine refused the call: {e}") from None
-            raise
-        except Exception as e:
-            if self.service.driver.ready():
-                raise
-            raise self.service.unavailable(f"the engine failed: {e}") from e
+    # CallObserver: what the router reports
+    def engine_request_started(self, request_id: str, engine: int, prompt_tokens: int) -> None:
         record = self.record
-        if record.first_output is None:
-            record.first_output = time.monotonic()
-            record.engine = chunk.engine
-            self.service.metrics.placements.inc(str(chunk.engine))
-        record.completion_tokens = chunk.completion_tokens
-        if chunk.finished:
-            self.finish_reason = chunk.finish_reason or "stop"
-        return chunk
+        self.alias(request_id)
+        record.engine_requests.append(request_id)
+        record.live_requests.add(request_id)
+        record.prompt_tokens += prompt_tokens
+        if record.engine is None:
+            record.engine = engine
+            self.service.metrics.placed(engine)
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        service, record = self.service, self.record
+    def engine_request_progressed(self, request_id: str, new_tokens: int) -> None:
+        if self.record.first_output is None:
+            self.record.first_output = time.monotonic()
+        self.record.completion_tokens += new_tokens
+
+    def engine_request_ended(self, request_id: str, finish_reason: str | None) -> None:
+        self.record.live_requests.discard(request_id)
+        self.finish_reasons.append(finish_reason)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        CURRENT_CALL.reset(self._token)
+        service, record, program = self.service, self.record, self.call.program
+        service.outstanding -= 1
+        if self.refused and not record.engine_requests:
+            program.drop_call(record)  # it never ran: leave no trace but the rejection
+            service.metrics.call_rejected()
+            if program.solo:
+                service.programs.remove(program)
+            return
         record.finished_at = time.monotonic()
-        completed = self.finish_reason in FINISHED_REASONS
-        ended_in_engine = self.finish_reason is not None
-        record.state = "finished" if completed else "aborted"
+        record.state = "finished" if self.completed else "aborted"
         if exc_type is None or issubclass(exc_type, (asyncio.CancelledError, ConnectionError, GeneratorExit)):
             status = record.state
         else:
             status = "failed"
-        service.metrics.calls_total.inc(status)
-        service.metrics.call_latency.observe(record.latency)
-        service.outstanding -= 1
-        self.call.program.finish_call(record)
-        try:
-            if self._stream is not None:
-                await asyncio.shield(self._stream.aclose())
-            if not ended_in_engine:
-                await asyncio.shield(service.driver.abort([self.call.id]))
-        except Exception:
-            log.warning("aborting call %s failed", self.call.id, exc_info=True)
-        finally:
-            if self.call.program.solo:
-                service.end_in_background(self.call.program)
+        service.metrics.call_ended(status, record.latency)
+        program.finish_call(record)
+        if record.live_requests:  # vLLM normally aborts these itself when cancelled
+            service.in_background(service.driver.abort(sorted(record.live_requests)), f"aborting call {record.id}")
+        if program.solo:
+            service.in_background(service.end_program(program), f"ending program {program.id}")

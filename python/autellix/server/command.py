@@ -1,6 +1,9 @@
 """The ``serve`` subcommand: start the engines and serve the HTTP API on uvloop.
 
-Heavy imports (vLLM, aiohttp) happen inside the handler, so ``autellix --help`` stays fast.
+Flags it does not know itself are `vllm serve`'s frontend flags (`--chat-template`,
+`--tool-parser-plugin`, `--enable-prompt-tokens-details`, ...), handed to vLLM's own parser, which
+refuses unknown ones. Heavy imports (vLLM, aiohttp) happen inside the handler, so
+``autellix --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import re
 from typing import Any
 
 from autellix.arg_types import port, positive_float, positive_int, positive_or_inf
+from autellix.contract import DEFAULT_POLICY, ENGINE_SCHEDULERS
+from autellix.server.vllm_serving import DEFAULT_TOOL_PARSER, DEFAULT_TOOL_STRICT_LEVEL
 
 __all__ = ["register"]
 
-POLICIES = ("plas", "atlas", "mlfq", "fcfs", "vllm")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 
 
@@ -42,7 +46,7 @@ def register(subparsers: Any) -> None:
                    "(default: smollm2-135m-instruct, converted on first use)")
     e.add_argument("--served-model-name", help="the name clients use in 'model' (default: from --model)")
     e.add_argument("--engines", type=positive_int, default=1, help="engine replicas (default 1)")
-    e.add_argument("--policy", choices=POLICIES, default="plas",
+    e.add_argument("--policy", choices=ENGINE_SCHEDULERS, default=DEFAULT_POLICY,
                    help="scheduling policy; 'vllm' is vanilla vLLM's scheduler (default plas)")
     e.add_argument("--max-num-seqs", type=positive_int, default=64, help="calls running at once per engine (default 64)")
     e.add_argument("--max-model-len", type=positive_int, default=2048, help="context length in tokens (default 2048)")
@@ -65,7 +69,23 @@ def register(subparsers: Any) -> None:
     s.add_argument("--program-ttl", type=positive_float, default=900.0,
                    help="end programs idle for this many seconds (default 900)")
     s.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.set_defaults(func=serve)
+    v = p.add_argument_group("vLLM's OpenAI layer (any other `vllm serve` frontend flag is passed on too)")
+    v.add_argument("--tool-call-parser", default=DEFAULT_TOOL_PARSER,
+                   help="vLLM tool parser for tool_choice 'auto'; 'none' turns auto tool choice off (default hermes, "
+                   "which the built-in models' chat template speaks)")
+    v.add_argument("--tool-strict-level", default=DEFAULT_TOOL_STRICT_LEVEL, choices=("auto", "function", "parameter"),
+                   help="vLLM's tool_strict_level: 'parameter' (default) holds every forced call's arguments to the "
+                   "tool's schema; 'function' only the call's envelope; 'auto' (vLLM's default) only tools marked strict")
+    p.set_defaults(func=serve, passes_unknown_args=True)
+
+
+def vllm_frontend_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """`vllm serve` frontend flags for vLLM's serving layer, from ours and the unknown rest."""
+    flags: list[str] = []
+    if args.tool_call_parser != "none":
+        flags += ["--enable-auto-tool-choice", "--tool-call-parser", args.tool_call_parser]
+    flags += ["--tool-strict-level", args.tool_strict_level]
+    return (*flags, *getattr(args, "unknown_args", ()))
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -96,7 +116,11 @@ def serve(args: argparse.Namespace) -> int:
         api_keys=tuple(args.api_key),
         max_queued_calls=args.max_queued_calls,
         program_ttl=args.program_ttl,
+        vllm_frontend_args=vllm_frontend_args(args),
     )
+    from autellix.server.vllm_serving import frontend_args
+
+    frontend_args(args.model or "model", "model", settings.vllm_frontend_args)  # bad flags fail before the engines start
     app = make_app(settings, options)
     host = f"[{args.host}]" if ":" in args.host else args.host
 

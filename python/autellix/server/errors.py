@@ -20,6 +20,18 @@ _TYPES = {
 }
 
 
+# HTTP status -> the Anthropic error `type` (Messages API clients).
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
 class ApiError(Exception):
     """An error the client caused or must wait out; rendered by the error middleware."""
 
@@ -44,14 +56,22 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return ApiError(400, message, param=param, code=code)
 
 
-def error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, code: str | None = None, param: str | None = None, *, anthropic: bool = False
+) -> dict[str, Any]:
+    """OpenAI's error shape, or Anthropic's for Messages API routes (which has no param: the
+    field is named in the message)."""
+    if anthropic:
+        kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        text = f"{param}: {message}" if param and param not in message else message
+        return {"type": "error", "error": {"type": kind, "message": text}}
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def error_response(error: ApiError) -> web.Response:
+def error_response(error: ApiError, *, anthropic: bool = False) -> web.Response:
     return web.json_response(
-        error_body(error.status, error.message, error.code, error.param),
+        error_body(error.status, error.message, error.code, error.param, anthropic=anthropic),
         status=error.status,
         headers=error.headers,
     )

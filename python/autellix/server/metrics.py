@@ -1,146 +1,195 @@
-"""Prometheus text exposition (format 0.0.4), written by hand: counters, gauges, histograms.
+"""The front end's Prometheus metrics, kept with prometheus_client.
 
-The front end owns its counters and histograms; engine-side numbers (queue depths, preemptions)
-are read from the schedulers' snapshots when /metrics is scraped and rendered as gauges/counters
-with `Sample` rows.
+Every app gets its own `FrontEndMetrics` and so its own `CollectorRegistry`: two apps in one
+process never share counters. Names follow vLLM's style, ours prefixed `autellix:`.
+
+What the front end counts itself lives in that registry (counters and histograms, updated through
+the small method API below). What it can only learn at scrape time (the engines' scheduler
+snapshots, the balancer's loads, the program and call tables) is handed to `render`, which wraps
+it in a one-scrape collector: the snapshot fetch is async, collectors are sync, so the handler
+fetches first and renders after, and no scrape's numbers outlive it.
+
+vLLM's stat loggers register their `vllm:*` metrics in prometheus_client's global REGISTRY in this
+process (the AsyncLLM front end records them, unless the engines run with `disable_log_stats`);
+`render` appends those families, skipping any name already written.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("autellix.server")
 
 # Seconds: from a fast call on the tiny model to a long agent program.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 
+# The classic text format: what prometheus_client writes for a scraper that asks for nothing else.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Sequence[tuple[str, str]]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if isinstance(value, int) or float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-@dataclass(frozen=True)
-class Sample:
-    labels: tuple[tuple[str, str], ...]
-    value: float
-
-
-class Family:
-    """A metric family: a name, a type, help text and labelled samples."""
-
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name = name
-        self.kind = kind
-        self.help = help_text
-
-    def samples(self) -> Iterable[str]:
-        return ()
-
-    def render(self) -> str:
-        head = f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
-        return head + "".join(self.samples())
-
-
-class Counter(Family):
-    def __init__(self, name: str, help_text: str, label: str | None = None) -> None:
-        super().__init__(name, "counter", help_text)
-        self.label = label
-        self.values: dict[str, float] = defaultdict(float)
-
-    def inc(self, label_value: str = "", amount: float = 1.0) -> None:
-        self.values[label_value] += amount
-
-    def samples(self) -> Iterable[str]:
-        for value_label, value in sorted(self.values.items()):
-            labels = ((self.label, value_label),) if self.label else ()
-            yield f"{self.name}{_labels(labels)} {_number(value)}\n"
-
-
-class Histogram(Family):
-    def __init__(self, name: str, help_text: str, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
-        super().__init__(name, "histogram", help_text)
-        self.bounds = tuple(sorted(buckets))
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def samples(self) -> Iterable[str]:
-        running = 0
-        for bound, n in zip((*self.bounds, math.inf), self.counts):
-            running += n
-            yield f'{self.name}_bucket{{le="{_number(bound)}"}} {running}\n'
-        yield f"{self.name}_sum {_number(self.sum)}\n"
-        yield f"{self.name}_count {self.count}\n"
-
-
-class Snapshot(Family):
-    """A family whose samples are computed at scrape time (gauges, or counters kept elsewhere)."""
-
-    def __init__(self, name: str, kind: str, help_text: str, rows: Iterable[Sample]) -> None:
-        super().__init__(name, kind, help_text)
-        self.rows = list(rows)
-
-    def samples(self) -> Iterable[str]:
-        for row in self.rows:
-            yield f"{self.name}{_labels(row.labels)} {_number(row.value)}\n"
+PREFIX = "autellix:"
+VLLM_PREFIX = "vllm:"
 
 
 class FrontEndMetrics:
-    """What the HTTP front end counts itself."""
+    """What the HTTP front end counts, in a registry of its own, and the /metrics text.
 
-    def __init__(self) -> None:
-        self.programs_total = Counter("autellix_programs_total", "Programs started (one-call programs included).")
-        self.calls_total = Counter(
-            "autellix_calls_total", "Calls by outcome: finished, aborted, failed, rejected.", label="status"
-        )
-        self.placements = Counter(
-            "autellix_balancer_placements_total", "Calls the load balancer placed on each engine.", label="engine"
-        )
-        self.program_waiting = Histogram(
-            "autellix_program_waiting_seconds", "Time a program's calls spent before their first output (queueing and prefill), at program end."
-        )
-        self.program_service = Histogram(
-            "autellix_program_service_seconds", "Time a program's calls spent from first output to finish, at program end."
-        )
-        self.program_latency = Histogram(
-            "autellix_program_latency_seconds", "First call arrival to last call finish, at program end."
-        )
-        self.call_latency = Histogram("autellix_call_latency_seconds", "Call arrival to finish.")
+    `vllm_registry` is where vLLM's metrics are read from (prometheus_client's global REGISTRY;
+    None leaves them out).
+    """
 
-    def families(self) -> list[Family]:
-        return [
-            self.programs_total,
-            self.calls_total,
-            self.placements,
-            self.program_waiting,
-            self.program_service,
-            self.program_latency,
-            self.call_latency,
-        ]
+    def __init__(self, vllm_registry: Collector | None = REGISTRY) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.vllm_registry = vllm_registry
+        r = self.registry
+        self._calls = Counter(
+            "autellix:calls", "Calls by outcome: finished, aborted, failed, rejected.", ["status"], registry=r
+        )
+        self._call_latency = Histogram(
+            "autellix:call_latency_seconds", "Call arrival to finish.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self._programs_started = Counter(
+            "autellix:programs_started", "Programs started (one-call programs included).", registry=r
+        )
+        self._program_waiting = Histogram(
+            "autellix:program_waiting_seconds",
+            "Time a program's calls spent before their first output (queueing and prefill), at program end.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._program_service = Histogram(
+            "autellix:program_service_seconds",
+            "Time a program's calls spent from first output to finish, at program end.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._program_latency = Histogram(
+            "autellix:program_latency_seconds",
+            "First call arrival to last call finish, at program end.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._placements = Counter(
+            "autellix:placements", "Calls the load balancer placed on each engine.", ["engine"], registry=r
+        )
+
+    # -- what the rest of the server reports -------------------------------------------------
+
+    def call_ended(self, status: str, latency_s: float) -> None:
+        """A call finished, was aborted or failed (`status`), `latency_s` after it arrived."""
+        self._calls.labels(status=status).inc()
+        self._call_latency.observe(latency_s)
+
+    def call_rejected(self) -> None:
+        """A call refused at admission (overload): counted, no latency."""
+        self._calls.labels(status="rejected").inc()
+
+    def program_started(self) -> None:
+        self._programs_started.inc()
+
+    def program_ended(self, waiting_s: float, service_s: float, latency_s: float | None) -> None:
+        """A program ended; `latency_s` is None when it never finished a call."""
+        self._program_waiting.observe(waiting_s)
+        self._program_service.observe(service_s)
+        if latency_s is not None:
+            self._program_latency.observe(latency_s)
+
+    def placed(self, engine: int) -> None:
+        """The load balancer put a call on `engine`."""
+        self._placements.labels(engine=str(engine)).inc()
+
+    # -- the /metrics answer -----------------------------------------------------------------
+
+    def render(
+        self,
+        snapshots: Sequence[Mapping[str, Any] | None],
+        loads: Sequence[int],
+        programs_active: int,
+        calls_outstanding: int,
+    ) -> tuple[bytes, str]:
+        """The exposition text and its content type: this app's counters and histograms, the
+        scrape-time gauges and engine families, then vLLM's `vllm:*` families."""
+        scrape = ScrapeCollector(snapshots, loads, programs_active, calls_outstanding)
+        return generate_latest(_Exposition(self.registry, scrape, self.vllm_registry)), CONTENT_TYPE
 
 
-def render(families: Iterable[Family]) -> str:
-    return "".join(f.render() for f in families)
+class ScrapeCollector(Collector):
+    """The numbers of one scrape: the front end's gauges and, per engine, what its scheduler
+    snapshot says (`autellix_snapshot` in autellix/vllm/scheduler.py). A None snapshot (vLLM's
+    own scheduler, or an engine that did not answer) gives the balancer's count as the running
+    calls, zero counters, and no queues."""
+
+    def __init__(
+        self,
+        snapshots: Sequence[Mapping[str, Any] | None],
+        loads: Sequence[int],
+        programs_active: int,
+        calls_outstanding: int,
+    ) -> None:
+        self.snapshots = list(snapshots)
+        self.loads = list(loads)
+        self.programs_active = programs_active
+        self.calls_outstanding = calls_outstanding
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("autellix:programs_active", "Programs started and not yet ended.", value=self.programs_active)
+        yield GaugeMetricFamily(
+            "autellix:calls_outstanding", "Calls admitted and not yet finished.", value=self.calls_outstanding
+        )
+        queue_depth = GaugeMetricFamily(
+            "autellix:queue_depth", "Calls waiting in each scheduler queue (0 = most urgent).", labels=["engine", "queue"]
+        )
+        running = GaugeMetricFamily("autellix:running_calls", "Calls running on each engine.", labels=["engine"])
+        preemptions = CounterMetricFamily(
+            "autellix:preemptions", "Priority preemptions the scheduler decided.", labels=["engine"]
+        )
+        promotions = CounterMetricFamily(
+            "autellix:starvation_promotions", "Calls promoted by the anti-starvation rule.", labels=["engine"]
+        )
+        for index, snapshot in enumerate(self.snapshots):
+            engine = str(index)
+            if not snapshot:
+                running.add_metric([engine], self.loads[index] if index < len(self.loads) else 0)
+                preemptions.add_metric([engine], 0)
+                promotions.add_metric([engine], 0)
+                continue
+            for queue, depth in enumerate(snapshot.get("queue_lengths") or ()):
+                queue_depth.add_metric([engine, str(queue)], depth)
+            running.add_metric([engine], snapshot.get("num_running", 0))
+            stats = snapshot.get("stats") or {}
+            preemptions.add_metric([engine], stats.get("preemptions", 0))
+            promotions.add_metric([engine], stats.get("promotions", 0))
+        yield from (queue_depth, running, preemptions, promotions)
+
+
+class _Exposition(Collector):
+    """One scrape's families in order, each name once: ours (without prometheus_client's
+    `_created` series), then the `vllm:*` families of the global registry."""
+
+    def __init__(self, registry: CollectorRegistry, scrape: Collector, vllm_registry: Collector | None) -> None:
+        self.registry = registry
+        self.scrape = scrape
+        self.vllm_registry = vllm_registry
+
+    def collect(self) -> Iterator[Metric]:
+        seen: set[str] = set()
+        for metric in (*self.registry.collect(), *self.scrape.collect()):
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            seen.add(metric.name)
+            yield metric
+        if self.vllm_registry is None:
+            return
+        try:
+            vllm = [m for m in self.vllm_registry.collect() if m.name.startswith(VLLM_PREFIX)]
+        except Exception:  # a broken collector of someone else's must not take /metrics down
+            log.warning("collecting vLLM's metrics failed", exc_info=True)
+            return
+        for metric in vllm:
+            if metric.name not in seen:
+                seen.add(metric.name)
+                yield metric

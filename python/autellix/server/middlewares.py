@@ -16,25 +16,28 @@ log = logging.getLogger("autellix.server")
 
 # Routes anyone may call, also when an API key is set.
 OPEN_PATHS = frozenset({"/health"})
+# Routes whose clients expect Anthropic's error shape.
+ANTHROPIC_PATHS = frozenset({"/v1/messages"})
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    anthropic = request.path in ANTHROPIC_PATHS
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error)
+        return error_response(error, anthropic=anthropic)
     except web.HTTPException as http:
         if http.status < 400:
             raise  # redirects and the like are not errors
         headers = {k: v for k, v in http.headers.items() if k in ("Allow", "Retry-After")}
         message = _http_message(request, http)
-        return web.json_response(error_body(http.status, message, _http_code(http.status)), status=http.status, headers=headers)
+        body = error_body(http.status, message, _http_code(http.status), anthropic=anthropic)
+        return web.json_response(body, status=http.status, headers=headers)
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
-        return web.json_response(
-            error_body(500, "the server hit an unexpected error; it has been logged", "internal_error"), status=500
-        )
+        body = error_body(500, "the server hit an unexpected error; it has been logged", "internal_error", anthropic=anthropic)
+        return web.json_response(body, status=500)
 
 
 def _http_message(request: web.Request, http: web.HTTPException) -> str:

@@ -1,6 +1,9 @@
 """The front end's program table: string ids for clients, int ids for the core, and per-call
 records (state, tokens, time to first token and decode time as the front end measures them).
 
+A program id belongs to the API key that used it first: each key is its own namespace, so two
+keys using the same session id never see or end each other's program.
+
 Ended programs are forgotten at once, so memory is bounded by the live programs; each keeps at
 most `MAX_CALL_RECORDS` call records (the oldest finished ones go first).
 """
@@ -15,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from autellix.contract import SESSION_PROGRAMS
+
 MAX_CALL_RECORDS = 4096
-# The vLLM plug-in treats program ids at or above 2**63 as its own one-call programs.
-INTERNAL_ID_LIMIT = 1 << 63
 
 
 def new_program_id() -> str:
@@ -41,6 +44,9 @@ class CallRecord:
     first_output: float | None = None
     finished_at: float | None = None
     engine: int | None = None
+    # The ids vLLM's serving layer gave the engine for this call (one per prompt or turn).
+    engine_requests: list[str] = field(default_factory=list)
+    live_requests: set[str] = field(default_factory=set)
 
     @property
     def time_to_first_token(self) -> float:
@@ -83,6 +89,8 @@ class Program:
     metadata: dict[str, Any] = field(default_factory=dict)
     calls: OrderedDict[str, CallRecord] = field(default_factory=OrderedDict)
     active: set[str] = field(default_factory=set)
+    # Response and engine request ids -> call id, so a client can name a parent by `response.id`.
+    aliases: dict[str, str] = field(default_factory=dict)
     last_activity: float = field(default_factory=time.monotonic)
     # Totals over every call, also those whose records were dropped.
     waiting_total: float = 0.0
@@ -99,8 +107,30 @@ class Program:
         if len(self.calls) > MAX_CALL_RECORDS:
             for call_id in list(self.calls):
                 if call_id not in self.active:
-                    del self.calls[call_id]
+                    self._forget(self.calls.pop(call_id))
                     break
+
+    def _forget(self, record: CallRecord) -> None:
+        for name in [name for name, call_id in self.aliases.items() if call_id == record.id]:
+            del self.aliases[name]
+
+    def alias(self, name: str, call_id: str) -> None:
+        self.aliases[name] = call_id
+
+    def find_call(self, name: str) -> CallRecord | None:
+        """A call of this program by its call id, response id or engine request id."""
+        record = self.calls.get(name)
+        if record is None and name in self.aliases:
+            record = self.calls.get(self.aliases[name])
+        return record
+
+    def drop_call(self, record: CallRecord) -> None:
+        """Forget a call that never reached an engine (refused by vLLM's validation)."""
+        self.active.discard(record.id)
+        if self.calls.pop(record.id, None) is not None:
+            self._forget(record)
+        if not self.calls:
+            self.first_arrival = None
 
     def finish_call(self, record: CallRecord) -> None:
         self.active.discard(record.id)
@@ -116,10 +146,10 @@ class Program:
 
 
 class ProgramTable:
-    """Live programs by string id. Not thread-safe: used from the event loop only."""
+    """Live programs by (owner, id). Not thread-safe: used from the event loop only."""
 
     def __init__(self) -> None:
-        self._programs: dict[str, Program] = {}
+        self._programs: dict[tuple[str | None, str], Program] = {}
         self._internal_ids = itertools.count(1)
         self.started = 0
 
@@ -129,31 +159,40 @@ class ProgramTable:
     def __iter__(self) -> Iterator[Program]:
         return iter(list(self._programs.values()))
 
-    def create(self, owner: str | None, *, solo: bool = False, metadata: dict[str, Any] | None = None) -> Program:
+    def create(
+        self,
+        owner: str | None,
+        program_id: str | None = None,
+        *,
+        solo: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> Program:
+        """A new program; `program_id` is the client's choice, or None to have one made up.
+        Raises KeyError if this owner has a live program by that id."""
+        program_id = program_id or new_program_id()
+        if (owner, program_id) in self._programs:
+            raise KeyError(program_id)
         internal = next(self._internal_ids)
-        if internal >= INTERNAL_ID_LIMIT:  # unreachable in practice; never hand the core a bad id
+        if internal >= SESSION_PROGRAMS:  # unreachable in practice; never hand the core a bad id
             raise OverflowError("program id space exhausted")
         program = Program(
-            id=new_program_id(),
+            id=program_id,
             internal_id=internal,
             created=int(time.time()),
             owner=owner,
             solo=solo,
             metadata=dict(metadata or {}),
         )
-        self._programs[program.id] = program
+        self._programs[(owner, program_id)] = program
         self.started += 1
         return program
 
     def get(self, program_id: str, owner: str | None) -> Program | None:
-        """The live program, if it exists and this key started it (others see nothing)."""
-        program = self._programs.get(program_id)
-        if program is None or program.owner != owner:
-            return None
-        return program
+        """The live program this owner knows by that id (other owners' programs are invisible)."""
+        return self._programs.get((owner, program_id))
 
     def remove(self, program: Program) -> None:
-        self._programs.pop(program.id, None)
+        self._programs.pop((program.owner, program.id), None)
 
     def idle_since(self, cutoff: float) -> list[Program]:
         """Programs with no running call and no activity since `cutoff` (monotonic seconds)."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from autellix.server.handlers.chat import chat_completions
-from autellix.server.handlers.completions import completions
+from autellix.server.handlers.generation import chat_completions, completions, messages, responses
 from autellix.server.handlers.health import health
 from autellix.server.handlers.metrics import metrics
 from autellix.server.handlers.models import get_model, list_models
@@ -15,6 +14,8 @@ from autellix.server.handlers.programs import create_program, delete_program, ge
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models, allow_head=False)
     app.router.add_get("/v1/models/{model}", get_model, allow_head=False)
     app.router.add_post("/v1/programs", create_program)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from autellix.server.vllm_serving import DEFAULT_FRONTEND_ARGS
+
 # A client request body larger than this is refused with 413 before it is read.
 DEFAULT_MAX_BODY_BYTES = 4 << 20
 
@@ -27,6 +29,8 @@ class ServerSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # Seconds a client is told to wait (Retry-After) when overloaded or not ready.
     retry_after: int = 1
+    # `vllm serve` frontend flags for vLLM's serving layer (tool parser, chat template, ...).
+    vllm_frontend_args: tuple[str, ...] = DEFAULT_FRONTEND_ARGS
     key_hashes: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:

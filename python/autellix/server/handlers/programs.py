@@ -10,7 +10,8 @@ from aiohttp import web
 
 from autellix.server.calls import not_found_program
 from autellix.server.programs import Program
-from autellix.server.protocol import parse_program_create, read_json
+from autellix.server.bodies import parse_program_create, read_json
+from autellix.server.errors import ApiError
 from autellix.server.state import CALLS, DRIVER, owner_of
 
 log = logging.getLogger("autellix.server")
@@ -21,9 +22,13 @@ SNAPSHOT_TIMEOUT = 10.0
 async def create_program(request: web.Request) -> web.Response:
     # The body is optional: no body (or an empty one) is a program without metadata.
     body: dict[str, Any] = await read_json(request) if (await request.read()).strip() else {}
-    metadata = parse_program_create(body)
-    request.app[CALLS].check_ready()
-    program = request.app[CALLS].start_program(owner_of(request), metadata=metadata)
+    program_id, metadata = parse_program_create(body)
+    calls = request.app[CALLS]
+    calls.check_ready()
+    owner = owner_of(request)
+    if program_id is not None and calls.programs.get(program_id, owner) is not None:
+        raise ApiError(409, f"program {program_id!r} exists already", param="id", code="program_exists")
+    program = calls.start_program(owner, program_id, metadata=metadata)
     return web.json_response(
         {"id": program.id, "object": "program", "created": program.created, "metadata": program.metadata},
         status=201,

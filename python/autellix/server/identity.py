@@ -1,0 +1,149 @@
+"""Which program, thread and parents a call names: from Autellix's headers and body fields, or
+from the session-id conventions agent frameworks already use (contract.py gives the order).
+
+`call_identity(body, headers)` also removes Autellix's own body fields, so that vLLM's request
+models see only what they know. Every failure is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from autellix.contract import (
+    AGENTIC_CONTEXT,
+    PARENTS_FIELD,
+    PARENTS_HEADER,
+    PARENTS_KEY,
+    PROGRAM_FIELD,
+    PROGRAM_HEADER,
+    PROGRAM_KEY,
+    SESSION_FIELD,
+    SESSION_HEADER,
+    SESSION_KEY,
+    THREAD_FIELD,
+    THREAD_HEADER,
+    THREAD_ID_LIMIT,
+    THREAD_KEY,
+    XARGS_FIELD,
+)
+from autellix.server.errors import bad_request
+
+MAX_PROGRAM_ID_CHARS = 256
+MAX_PARENTS = 256
+
+
+@dataclass(frozen=True)
+class CallIdentity:
+    program_id: str | None  # None: the call is a program of its own
+    thread_id: int | None
+    parent_ids: tuple[str, ...]
+
+
+def _xargs(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    xargs = body.get(XARGS_FIELD)
+    if xargs is None:
+        return {}
+    if not isinstance(xargs, dict):
+        raise bad_request(f"'{XARGS_FIELD}' must be an object", param=XARGS_FIELD)
+    return xargs
+
+
+def _agentic_context(xargs: Mapping[str, Any]) -> Any:
+    """vLLM Router's context: an object, or the same as a JSON string (vLLM's own request models
+    take only scalars and lists in vllm_xargs)."""
+    context = xargs.get(AGENTIC_CONTEXT)
+    if isinstance(context, str):
+        try:
+            context = json.loads(context)
+        except ValueError:
+            raise bad_request(f"'{XARGS_FIELD}.{AGENTIC_CONTEXT}' must be an object or its JSON", param=XARGS_FIELD) from None
+    return context
+
+
+def _program_candidates(body: Mapping[str, Any], headers: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """(where, value) in the order the contract gives; the first value given wins."""
+    xargs = _xargs(body)
+    context = _agentic_context(xargs)
+    return [
+        (f"the {PROGRAM_HEADER} header", headers.get(PROGRAM_HEADER)),
+        (PROGRAM_FIELD, body.get(PROGRAM_FIELD)),
+        (f"{XARGS_FIELD}.{PROGRAM_KEY}", xargs.get(PROGRAM_KEY)),
+        (f"the {SESSION_HEADER} header", headers.get(SESSION_HEADER)),
+        (SESSION_FIELD, body.get(SESSION_FIELD)),
+        (f"{XARGS_FIELD}.{SESSION_KEY}", xargs.get(SESSION_KEY)),
+        (
+            f"{XARGS_FIELD}.{AGENTIC_CONTEXT}.program_id",
+            context.get("program_id") if isinstance(context, dict) else None,
+        ),
+    ]
+
+
+def _program_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    for where, value in _program_candidates(body, headers):
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise bad_request(f"{where} must be a string program id", param=PROGRAM_FIELD)
+        value = value.strip()
+        if not value:
+            continue
+        if len(value) > MAX_PROGRAM_ID_CHARS or not value.isprintable():
+            raise bad_request(
+                f"{where} must be at most {MAX_PROGRAM_ID_CHARS} printable characters", param=PROGRAM_FIELD
+            )
+        return value
+    return None
+
+
+def _thread_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> int | None:
+    header = headers.get(THREAD_HEADER)
+    given: list[tuple[str, Any]] = [
+        (f"the {THREAD_HEADER} header", header.strip() if header is not None else None),
+        (THREAD_FIELD, body.get(THREAD_FIELD)),
+        (f"{XARGS_FIELD}.{THREAD_KEY}", _xargs(body).get(THREAD_KEY)),
+    ]
+    for where, value in given:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                raise bad_request(f"{where} must be an integer, got {value!r}", param=THREAD_FIELD) from None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < THREAD_ID_LIMIT:
+            raise bad_request(f"{where} must be an integer in [0, 2**63)", param=THREAD_FIELD)
+        return value
+    return None
+
+
+def _parent_ids(body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[str, ...]:
+    parents: list[str] = []
+    for where, value in ((PARENTS_FIELD, body.get(PARENTS_FIELD)), (f"{XARGS_FIELD}.{PARENTS_KEY}", _xargs(body).get(PARENTS_KEY))):
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+            raise bad_request(f"'{where}' must be an array of call ids", param=PARENTS_FIELD)
+        parents.extend(value)
+    header = headers.get(PARENTS_HEADER)
+    if header is not None:
+        parents.extend(p.strip() for p in header.split(",") if p.strip())
+    if len(parents) > MAX_PARENTS:
+        raise bad_request(f"at most {MAX_PARENTS} parent ids, got {len(parents)}", param=PARENTS_FIELD)
+    return tuple(dict.fromkeys(parents))
+
+
+def call_identity(body: MutableMapping[str, Any], headers: Mapping[str, str]) -> CallIdentity:
+    identity = CallIdentity(_program_id(body, headers), _thread_id(body, headers), _parent_ids(body, headers))
+    for name in (PROGRAM_FIELD, THREAD_FIELD, PARENTS_FIELD):
+        body.pop(name, None)
+    xargs = body.get(XARGS_FIELD)
+    if isinstance(xargs, dict) and isinstance(xargs.get(AGENTIC_CONTEXT), dict):
+        del xargs[AGENTIC_CONTEXT]  # read here; vLLM's models would refuse an object value
+    return identity

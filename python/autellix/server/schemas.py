@@ -1,0 +1,46 @@
+"""JSON Schemas a generation request carries (tool parameters, `response_format`), checked
+against the JSON Schema meta-schema before any work is done: vLLM compiles them into a grammar
+only when a call is forced (tool_choice "required" or named, structured outputs), and a broken one
+must be a 400 naming the field, not a silent free-text answer or a grammar error at run time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from autellix.server.errors import bad_request
+
+
+def _schemas(body: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(field path, schema) for every schema in the body, in OpenAI's chat and Responses shapes."""
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                continue
+            function = tool.get("function")
+            if isinstance(function, dict) and "parameters" in function:  # chat: nested
+                yield f"tools[{i}].function.parameters", function["parameters"]
+            elif "parameters" in tool:  # Responses: flat
+                yield f"tools[{i}].parameters", tool["parameters"]
+    response_format = body.get("response_format")
+    if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
+        yield "response_format.json_schema.schema", response_format["json_schema"].get("schema")
+    text = body.get("text")
+    if isinstance(text, dict) and isinstance(text.get("format"), dict) and "schema" in text["format"]:
+        yield "text.format.schema", text["format"]["schema"]
+
+
+def check_json_schemas(body: Mapping[str, Any]) -> None:
+    import jsonschema
+
+    for where, schema in _schemas(body):
+        if schema is None:
+            continue
+        try:
+            jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+        except jsonschema.SchemaError as e:
+            path = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.path)
+            raise bad_request(f"'{where}' is not a valid JSON Schema: {e.message} (at {path or 'the top'})", param=where) from None
+        except Exception as e:  # a schema so broken the validator cannot even be chosen
+            raise bad_request(f"'{where}' is not a valid JSON Schema: {e}", param=where) from None
