@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
+from autellix.contract import PROGRAM_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
 from autellix.models import TINY_MODEL, resolve_model
 from engine_helpers import in_process_engine, scheduler_of
 
@@ -24,9 +27,9 @@ PLUGIN = "autellix.vllm.scheduler.AutellixScheduler"
 
 
 def _engine(
-    scheduler_cls: str | None, max_num_seqs: int, autellix: dict | None = None
+    scheduler_cls: str | None, max_num_seqs: int, autellix: dict | None = None, **engine_args: Any
 ) -> AbstractContextManager[Any]:
-    args: dict[str, Any] = {"max_num_seqs": max_num_seqs}
+    args: dict[str, Any] = {"max_num_seqs": max_num_seqs, **engine_args}
     if scheduler_cls:
         args["scheduler_cls"] = scheduler_cls
         args["additional_config"] = {"autellix": {"policy": "plas", **(autellix or {})}}
@@ -151,3 +154,135 @@ def test_anti_starvation_lets_a_heavy_program_finish_under_a_stream_of_light_one
     assert stats["promotions"] >= 1
     # Promoted to the top queue, the heavy call runs while light programs are still arriving.
     assert order.index("heavy") < len(order) - 10
+
+
+# A random-weight model writes whitespace forever where JSON allows it: compact JSON only.
+COMPACT_JSON = {"backend": "xgrammar", "disable_any_whitespace": True}
+COLOR_SCHEMA = {
+    "type": "object",
+    "properties": {"color": {"enum": ["red", "green", "blue"]}},
+    "required": ["color"],
+    "additionalProperties": False,
+}
+GRAMMAR_WAIT = 120.0  # seconds; only reached if compilation itself hangs
+
+
+class GrammarGate:
+    """Holds vLLM's grammar compilation (in its own thread pool) until `open()`, so a test decides
+    when the grammars are ready instead of racing the compiler. Opens on exit whatever happened:
+    the engine's shut-down waits for its compiler threads."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self._open = threading.Event()
+        self._compiled = threading.Semaphore(0)
+        manager = scheduler.structured_output_manager
+        compile_grammar = manager._create_grammar
+
+        def gated(request: Any) -> Any:
+            self._open.wait(GRAMMAR_WAIT)
+            try:
+                return compile_grammar(request)
+            finally:
+                self._compiled.release()
+
+        manager._create_grammar = gated
+
+    def open(self) -> None:
+        self._open.set()
+
+    def __enter__(self) -> GrammarGate:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.open()
+
+    def wait_compiled(self, count: int) -> None:
+        for _ in range(count):
+            assert self._compiled.acquire(timeout=GRAMMAR_WAIT), "grammar compilation hung"
+
+
+def test_structured_output_calls_start_once_their_grammar_is_ready():
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    engine_cm = _engine(
+        PLUGIN, max_num_seqs=4, autellix=FAST_QUEUES, structured_outputs_config=COMPACT_JSON
+    )
+    with engine_cm as engine, GrammarGate(scheduler_of(engine)) as gate:
+        scheduler = scheduler_of(engine)
+        llm_engine = engine.llm_engine
+        json_ids = [f"json-{i}" for i in range(3)]
+        plain_ids = [f"plain-{i}" for i in range(3)]
+        grammar = StructuredOutputsParams(json=COLOR_SCHEMA)
+        json_params = SamplingParams(max_tokens=32, temperature=0, structured_outputs=grammar)
+        plain_params = SamplingParams(max_tokens=8, ignore_eos=True, temperature=0)
+        for json_id, plain_id in zip(json_ids, plain_ids):  # interleaved: the core admits both
+            llm_engine.add_request(json_id, "colour:", json_params)
+            llm_engine.add_request(plain_id, "print(", plain_params)
+
+        texts: dict[str, str] = {}
+
+        def step() -> None:
+            for out in llm_engine.step():
+                if out.finished:
+                    texts[out.request_id] = out.outputs[0].text
+
+        # While the grammars are held, the plain calls run to the end; the JSON ones are admitted
+        # by the core, skipped by vLLM, and must be waiting in the core again after each step.
+        while not set(plain_ids) <= set(texts):
+            step()
+            for json_id in json_ids:
+                assert scheduler.core.call_info(scheduler.call_id(json_id))["state"] == "waiting"
+        assert not set(json_ids) & set(texts)
+        assert scheduler.autellix_stats["requeued"] >= 1
+
+        gate.open()
+        gate.wait_compiled(len(json_ids))
+        for _ in range(10_000):  # a hang detector, not a clock: each call needs a few steps
+            if not llm_engine.has_unfinished_requests():
+                break
+            step()
+        assert set(texts) == {*json_ids, *plain_ids}
+        colors = COLOR_SCHEMA["properties"]["color"]["enum"]
+        for json_id in json_ids:
+            answer = json.loads(texts[json_id])  # the schema, checked by hand: one key, an enum
+            assert set(answer) == {"color"} and answer["color"] in colors, texts[json_id]
+        # The core's books agree with vLLM's: nothing left running or waiting.
+        snapshot = scheduler.autellix_snapshot([])
+        assert (snapshot["num_running"], snapshot["num_waiting"]) == (0, 0)
+        assert scheduler.core.num_running == scheduler.core.num_waiting == 0
+
+
+def test_a_vllm_session_is_one_program():
+    from vllm import SamplingParams
+
+    with _engine(PLUGIN, max_num_seqs=8, autellix=FAST_QUEUES) as engine:
+        scheduler = scheduler_of(engine)
+        llm_engine = engine.llm_engine
+
+        def submit(rid: str, session: str | None, extra_args: dict | None = None) -> None:
+            params = SamplingParams(max_tokens=4, ignore_eos=True, extra_args=extra_args)
+            llm_engine.add_request(rid, "hello", params, session_id=session)
+
+        submit("alpha-1", "alpha")
+        submit("alpha-2", "alpha")
+        submit("beta-1", "beta")
+        submit("named", "alpha", {PROGRAM_KEY: 7})  # an Autellix program id wins over a session
+        submit("alone", None)
+        llm_engine.step()  # the core hears about new calls at the next step
+
+        def program(rid: str) -> int:
+            return scheduler.core.call_info(scheduler.call_id(rid))["program_id"]
+
+        alpha = program("alpha-1")
+        assert program("alpha-2") == alpha
+        assert SESSION_PROGRAMS <= alpha < SOLO_PROGRAMS
+        assert SESSION_PROGRAMS <= program("beta-1") < SOLO_PROGRAMS
+        assert program("beta-1") != alpha
+        assert program("named") == 7
+        assert program("alone") >= SOLO_PROGRAMS
+        snapshot = scheduler.autellix_snapshot([alpha])
+        calls = snapshot["programs"][alpha]["calls"]
+        assert sorted(calls) == sorted([scheduler.call_id("alpha-1"), scheduler.call_id("alpha-2")])
+        while llm_engine.has_unfinished_requests():
+            llm_engine.step()

@@ -26,10 +26,11 @@ class AdmissionQueue(RequestQueue):
         """The requests vLLM may admit this step, most urgent first."""
         self._admit = [r for r in reversed(requests) if r.request_id in self._waiting]
 
-    def clear_admissions(self) -> list[Request]:
-        """End of the step: forget admissions vLLM did not take; return them."""
-        left, self._admit = self._admit, []
-        return [r for r in reversed(left) if r.request_id in self._waiting]
+    def clear_admissions(self) -> None:
+        """End of the step: forget admissions vLLM did not take. (The scheduler hands back to
+        the core from the requests' states: a request vLLM skipped was popped and prepended
+        again, so what is left here is not all vLLM did not start.)"""
+        self._admit = []
 
     # RequestQueue interface
     def add_request(self, request: Request) -> None:

@@ -5,13 +5,20 @@ happened since the last step (which calls ran and for how long, which finished, 
 and gets back which waiting calls to admit, in order, and which running calls to preempt. vLLM's
 own `schedule()` then does the rest (token budget, KV blocks, prefix cache, chunked prefill):
 preempted calls are recomputed from the prefix cache, the way vLLM preempts under KV pressure.
-When vLLM cannot honour a decision (no KV room to start a call, or it preempts for memory on its
-own) the calls go back to the core's waiting queues with `requeue`, keeping their place.
+After vLLM's `schedule()`, every call the core counts as running that vLLM does not run goes back
+to the core's waiting queues with `requeue`, keeping its place, whatever the reason: no slot, token
+budget or KV room to start it, a start vLLM put off (its structured-output grammar still
+compiling, a KV transfer or streaming input pending), or a preemption for KV memory of vLLM's own.
 
-Program identity comes in `SamplingParams.extra_args` (over HTTP: the `vllm_xargs` body field):
-`autellix_program_id` (int), `autellix_thread_id` (int, kept for tracing), `autellix_parents`
-(request ids, as given to vLLM, of earlier calls of the same program this one depends on; ATLAS).
-A call without a program id is a program of its own.
+The program a call belongs to (names from `autellix.contract`), in this order:
+  1. `autellix_program_id` in `SamplingParams.extra_args` (over HTTP: the `vllm_xargs` body
+     field), an int in [0, 2**62) chosen by the client or the Autellix front end;
+  2. vLLM's own session id (`Request.session_id`: the `X-Session-ID` header, the body field
+     `session_id` or `vllm_xargs.session_id`): each distinct session is one program, numbered
+     from 2**62 up by this plug-in (the most recent 65,536 sessions are remembered);
+  3. neither: the call is a program of its own, numbered from 2**63 up.
+`autellix_thread_id` (int) is kept for tracing; `autellix_parents` lists request ids, as given to
+vLLM, of earlier calls of the same program this one depends on (ATLAS).
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
+from autellix.contract import (
+    PARENTS_KEY,
+    PROGRAM_KEY,
+    SESSION_KEY,
+    SESSION_PROGRAMS,
+    SOLO_PROGRAMS,
+    THREAD_KEY,
+)
 from autellix.vllm.admission_queue import AdmissionQueue
 from autellix.vllm.settings import AutellixSettings
 
@@ -39,13 +54,10 @@ log = logging.getLogger("vllm.autellix")
 # The scheduler interface is not public; these are the versions this file was read against.
 SUPPORTED_VLLM = ((0, 32, 0), (0, 33, 0))  # [low, high)
 
-PROGRAM_KEY = "autellix_program_id"
-THREAD_KEY = "autellix_thread_id"
-PARENTS_KEY = "autellix_parents"
-# Program ids the plug-in makes up for calls without one start here; clients use those below.
-SOLO_PROGRAMS = 1 << 63
 # Finished calls stay nameable as parents for this many later calls.
 PARENT_MEMORY = 1 << 16
+# A session idle for this many newer sessions gets a new program id if it comes back.
+SESSION_MEMORY = 1 << 16
 # vLLM appends "-" and 8 random hex digits to every request id it is given
 # (InputProcessor.assign_request_id); clients only know the id they gave.
 _RANDOM_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
@@ -90,6 +102,8 @@ class _AutellixMixin(_MixinBase):
         self.waiting = self.admission
         self._next_call = itertools.count(1)
         self._next_solo_program = itertools.count(SOLO_PROGRAMS)
+        self._next_session_program = itertools.count(SESSION_PROGRAMS)
+        self._program_of_session: OrderedDict[str, int] = OrderedDict()  # least recent first
         self._call_of: dict[str, int] = {}  # vLLM request id -> core call id
         self._request_of: dict[int, str] = {}
         self._thread_of: dict[int, Any] = {}
@@ -117,6 +131,7 @@ class _AutellixMixin(_MixinBase):
     def autellix_snapshot(self, program_ids: list[int]) -> dict[str, Any]:
         """What the front end shows: the core's queues and counters, and the listed programs
         this engine knows (others are absent)."""
+        self._report_pending(time.monotonic())
         programs = {}
         for program_id in program_ids:
             try:
@@ -129,6 +144,9 @@ class _AutellixMixin(_MixinBase):
             "num_waiting": self.core.num_waiting,
             "num_running": self.core.num_running,
             "num_programs": self.core.num_programs,
+            # vLLM's own count of live requests (also while paused), which an abort lowers at
+            # once; the core hears of it at the next step.
+            "engine_requests": sum(self.get_request_counts()),
             "stats": dict(self.core.stats()),
             "plugin": dict(self.autellix_stats),
             "programs": programs,
@@ -154,14 +172,29 @@ class _AutellixMixin(_MixinBase):
 
     # -- arrivals and departures -------------------------------------------------------------
 
-    def _program_id(self, given: Any) -> int:
-        """Client program ids pass through (ints below 2**63); a call without one, or with one
-        we cannot use, is a program of its own, numbered from 2**63 up so the two never meet."""
-        if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SOLO_PROGRAMS:
+    def _program_id(self, given: Any, session: Any) -> int:
+        """Client program ids pass through (ints below 2**62); else a vLLM session id names the
+        program; else the call is a program of its own. The three ranges never meet."""
+        if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SESSION_PROGRAMS:
             return given
         if given is not None:
-            log.warning("autellix: ignoring program id %r (expected an int in [0, 2**63))", given)
+            log.warning("autellix: ignoring program id %r (expected an int in [0, 2**62))", given)
+        if isinstance(session, str) and session:
+            return self._session_program(session)
         return next(self._next_solo_program)
+
+    def _session_program(self, session: str) -> int:
+        program_id = self._program_of_session.get(session)
+        if program_id is not None:
+            self._program_of_session.move_to_end(session)
+            return program_id
+        program_id = next(self._next_session_program)
+        self._program_of_session[session] = program_id
+        while len(self._program_of_session) > SESSION_MEMORY:
+            self._program_of_session.popitem(last=False)
+        # Once per program: operators (and tests of the served engine) can see sessions group.
+        log.info("autellix: session %r is program %d", session, program_id)
+        return program_id
 
     def add_request(self, request: Request) -> None:
         is_update = request.request_id in self.requests
@@ -172,7 +205,8 @@ class _AutellixMixin(_MixinBase):
         self._call_of[request.request_id] = call_id
         self._request_of[call_id] = request.request_id
         args = (request.sampling_params.extra_args if request.sampling_params else None) or {}
-        program_id = self._program_id(args.get(PROGRAM_KEY))
+        session = request.session_id or args.get(SESSION_KEY)  # offline callers: extra_args
+        program_id = self._program_id(args.get(PROGRAM_KEY), session)
         if THREAD_KEY in args:
             self._thread_of[call_id] = args[THREAD_KEY]
         # The core accepts only earlier calls of the same program as parents.
@@ -224,20 +258,41 @@ class _AutellixMixin(_MixinBase):
 
         output = super().schedule(throttle_prefills)
 
-        # Calls the core admitted that vLLM could not start (KV cache or token budget full,
-        # grammar not compiled yet), and calls vLLM preempted on its own for KV memory.
-        back = [self._call_of[r.request_id] for r in self.admission.clear_admissions()]
-        back += [self._call_of[r] for r in output.preempted_req_ids or () if r in self._call_of]
-        back = [c for c in dict.fromkeys(back) if c in self._core_running]  # ours are waiting
-        if back:
-            self.core.requeue(back, time.monotonic())
-            self._core_running.difference_update(back)
-            self.autellix_stats["requeued"] += len(back)
+        self.admission.clear_admissions()
+        self._requeue_not_running()
         self._scheduled_at[id(output)] = time.monotonic()
         while len(self._scheduled_at) > 8:  # outputs the engine never reported back (empty steps)
             self._scheduled_at.popitem(last=False)
         self.autellix_stats["steps"] += 1
         return output
+
+    def _requeue_not_running(self) -> None:
+        """Hand back to the core every call it counts as running that vLLM does not run. Checked
+        on the requests themselves, not on what the admission queue saw: vLLM pops a call whose
+        start it puts off (grammar still compiling, KV transfer or streaming input pending) and
+        prepends it to the queue again, so the call looks taken; left counted as running, the
+        core would never admit it again and it would wait forever."""
+        back = sorted(c for c in self._core_running if not self._runs_in_vllm(c))
+        if back:
+            self.core.requeue(back, time.monotonic())
+            self._core_running.difference_update(back)
+            self.autellix_stats["requeued"] += len(back)
+
+    def _runs_in_vllm(self, call_id: int) -> bool:
+        request = self.requests.get(self._request_of.get(call_id, ""))
+        # A request gone from vLLM has finished: the core hears so at the next step.
+        return request is None or request.status == RequestStatus.RUNNING
+
+    def _report_pending(self, now: float) -> None:
+        """Tell the core at once what it would hear at the next step (service, finishes): an
+        idle engine has no next step, and would show its last calls as running forever."""
+        ran = [c for c in self._ran if c in self._core_running]
+        if ran:
+            _attempt("record_service", self.core.record_service, ran, self._ran_seconds, now)
+        for call_id in self._finished:
+            _attempt("finish_call", self.core.finish_call, call_id, now)
+        self._core_running.difference_update(self._finished)
+        self._ran, self._ran_seconds, self._finished = [], 0.0, []
 
     def _core_step(self, now: float, capacity: int):  # -> autellix_core.Decision
         # With async scheduling a call can have run in a batch and been preempted or requeued
@@ -260,23 +315,17 @@ class _AutellixMixin(_MixinBase):
         return self._core_step_piecewise(now, capacity, ran)
 
     def _core_step_piecewise(self, now: float, capacity: int, ran: list[int]):
-        def attempt(what: str, fn: Any, *args: Any) -> None:
-            try:
-                fn(*args)
-            except Exception as error:
-                log.error("autellix: %s%r failed: %s", what, args, error)
-
         if ran:
-            attempt("record_service", self.core.record_service, ran, self._ran_seconds, now)
+            _attempt("record_service", self.core.record_service, ran, self._ran_seconds, now)
         for call_id in self._finished:
-            attempt("finish_call", self.core.finish_call, call_id, now)
+            _attempt("finish_call", self.core.finish_call, call_id, now)
         for call_id, program_id, parents in zip(
             self._new_calls, self._new_programs, self._new_parents
         ):
             try:
                 self.core.add_call(call_id, program_id, now, parents)
             except Exception:
-                attempt("add_call", self.core.add_call, call_id, program_id, now, ())
+                _attempt("add_call", self.core.add_call, call_id, program_id, now, ())
         return self.core.schedule(now, capacity)
 
     def _preempt_for_priority(self, call_ids: list[int], now: float) -> None:
@@ -301,6 +350,14 @@ class _AutellixMixin(_MixinBase):
             if rid in self._call_of
         ]
         return super().update_from_output(scheduler_output, model_runner_output)
+
+
+def _attempt(what: str, fn: Any, *args: Any) -> None:
+    """One core call whose failure is logged, not raised: the engine must go on stepping."""
+    try:
+        fn(*args)
+    except Exception as error:
+        log.error("autellix: %s%r failed: %s", what, args, error)
 
 
 def _autellix_scheduler(engine_core: Any) -> _AutellixMixin | None:

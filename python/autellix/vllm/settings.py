@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-POLICIES = ("fcfs", "mlfq", "plas", "atlas")
+from autellix.contract import CORE_POLICIES, DEFAULT_POLICY, CorePolicy
 
 
 def _floats(value: Any) -> list[float] | None:
@@ -27,7 +27,7 @@ def _float(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class AutellixSettings:
-    policy: str = "plas"
+    policy: CorePolicy = DEFAULT_POLICY
     queue_boundaries: list[float] | None = None
     quanta: list[float] | None = None
     starvation_ratio: float | None = None
@@ -41,11 +41,13 @@ class AutellixSettings:
         def pick(key: str) -> Any:
             return given[key] if key in given else os.environ.get(f"AUTELLIX_{key.upper()}")
 
-        policy = pick("policy") or "plas"
-        if policy not in POLICIES:
-            raise ValueError(f"autellix policy {policy!r}: expected one of {', '.join(POLICIES)}")
+        policy = pick("policy") or DEFAULT_POLICY
+        if policy not in CORE_POLICIES:
+            raise ValueError(
+                f"autellix policy {policy!r}: expected one of {', '.join(CORE_POLICIES)}"
+            )
         return cls(
-            policy=policy,
+            policy=cast(CorePolicy, policy),
             queue_boundaries=_floats(pick("queue_boundaries")),
             quanta=_floats(pick("quanta")),
             starvation_ratio=_float(pick("starvation_ratio")),
