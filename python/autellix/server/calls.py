@@ -83,15 +83,16 @@ class CallService:
                 raise bad_request("'parent_ids' need a program id: parents are earlier calls of the same program", param="parent_ids")
             program = self.start_program(owner, solo=True)
         else:
-            # A program id the client chose starts its program on first use.
-            program = self.programs.get(identity.program_id, owner) or self.start_program(owner, identity.program_id)
-        parents = [program.find_call(p) for p in identity.parent_ids]
+            program = self.programs.get(identity.program_id, owner)
+        parents = [program.find_call(p) if program else None for p in identity.parent_ids]
         unknown = [p for p, record in zip(identity.parent_ids, parents) if record is None]
         if unknown:
             raise bad_request(
-                f"parent ids {', '.join(map(repr, unknown))} are not earlier calls of program {program.id!r}",
+                f"parent ids {', '.join(map(repr, unknown))} are not earlier calls of program {identity.program_id!r}",
                 param="parent_ids",
             )
+        if program is None:  # a program id the client chose starts its program on first use
+            program = self.start_program(owner, identity.program_id)
         found = [record for record in parents if record is not None]
         parent_requests = tuple(r for record in found for r in record.engine_requests)
         # Counted from here: the caller enters run() at once (no await in between), whose exit

@@ -12,7 +12,8 @@ from autellix.server.errors import bad_request
 
 
 def _schemas(body: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
-    """(field path, schema) for every schema in the body, in OpenAI's chat and Responses shapes."""
+    """(field path, schema) for every schema in the body, in the shapes of OpenAI's chat and
+    Responses APIs and Anthropic's Messages API."""
     tools = body.get("tools")
     if isinstance(tools, list):
         for i, tool in enumerate(tools):
@@ -23,6 +24,8 @@ def _schemas(body: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
                 yield f"tools[{i}].function.parameters", function["parameters"]
             elif "parameters" in tool:  # Responses: flat
                 yield f"tools[{i}].parameters", tool["parameters"]
+            elif "input_schema" in tool:  # Anthropic Messages
+                yield f"tools[{i}].input_schema", tool["input_schema"]
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and isinstance(response_format.get("json_schema"), dict):
         yield "response_format.json_schema.schema", response_format["json_schema"].get("schema")

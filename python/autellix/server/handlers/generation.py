@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from autellix.contract import CALL_HEADER, PROGRAM_HEADER, REQUEST_ID_HEADER
 from autellix.server.bodies import read_json
-from autellix.server.errors import ApiError
+from autellix.server.errors import ApiError, error_body
 from autellix.server.identity import call_identity
 from autellix.server.schemas import check_json_schemas
 from autellix.server.state import CALLS, SERVING, owner_of
@@ -146,14 +146,11 @@ def _raw_request(request: web.Request) -> Any:
 
 
 def _error_response(error: Any, route: Route, headers: dict[str, str]) -> web.Response:
-    """vLLM's ErrorResponse (its code is the HTTP status), in the route's dialect."""
+    """vLLM's ErrorResponse (its code is the HTTP status) in the shape of our own errors, so a
+    client sees one error style: OpenAI's, or Anthropic's on the Messages route."""
     info = error.error
-    if route.anthropic:
-        from autellix.server.errors import error_body
-
-        body = error_body(info.code, info.message, param=info.param, anthropic=True)
-        return web.json_response(body, status=info.code, headers=headers)
-    return web.Response(body=error.model_dump_json(), status=info.code, content_type="application/json", headers=headers)
+    body = error_body(info.code, info.message, param=info.param, anthropic=route.anthropic)
+    return web.json_response(body, status=info.code, headers=headers)
 
 
 async def _serve(request: web.Request, route: Route) -> web.StreamResponse:
