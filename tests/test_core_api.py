@@ -103,6 +103,48 @@ def test_rejected_step_records_nothing():
     assert s.call_info(1)["service"] == 0.0
 
 
+def three_running_in_queues_2_1_0():
+    s = core.Scheduler("mlfq", queue_boundaries=[1.0, 2.0, 4.0])
+    s.add_calls([1, 2, 3], [1, 2, 3], 0.0)
+    s.schedule(0.0, 3)
+    s.record_service([1, 2], 1.0, 1.0)
+    s.record_service([1], 1.0, 2.0)
+    assert [s.queue_of(c) for c in (1, 2, 3)] == [2, 1, 0]
+    return s
+
+
+def test_protected_calls_are_not_swapped_out():
+    s = three_running_in_queues_2_1_0()
+    s.add_call(4, 4, 2.0)
+    decision = s.schedule(2.0, 3, protected=[1])
+    assert (decision.admit, decision.preempt) == ([4], [2])
+    s.add_call(5, 5, 2.0)
+    decision = s.step(3.0, 3, ran_all=True, ran_seconds=0.0, protected=(1,))
+    assert decision.preempt == [], "the rest run in queue 0, as urgent as call 5"
+    assert s.schedule(3.0, 3).preempt == [1], "protection lasts one decision"
+
+
+def test_bad_protected_ids_raise_typed_errors_and_change_nothing():
+    s = core.Scheduler()
+    s.add_calls([1, 2], [1, 2], 0.0)
+    s.schedule(0.0, 1)
+    with pytest.raises(core.UnknownCallError, match="unknown call 9"):
+        s.schedule(1.0, 1, protected=[9])
+    with pytest.raises(core.CallStateError, match="call 2 is not running"):
+        s.schedule(1.0, 1, protected=[2])
+    with pytest.raises(core.DuplicateCallError, match="call 1"):
+        s.schedule(1.0, 1, protected=[1, 1])
+    with pytest.raises(core.UnknownCallError, match="unknown call 1"):
+        s.step(1.0, 1, ran=[1], ran_seconds=0.5, finished=[1], protected=[1])
+    with pytest.raises(core.CallStateError, match="call 3 is not running"):
+        s.step(1.0, 1, ran=[1], ran_seconds=0.5, new_calls=[3], new_programs=[1], protected=[3])
+    with pytest.raises(TypeError):
+        s.schedule(1.0, 1, protected="1")  # type: ignore[arg-type]
+    assert s.running() == [1] and 3 not in s and s.call_info(1)["service"] == 0.0
+    assert s.stats()["preemptions"] == 0
+    s.schedule(0.0, 1)  # the rejected calls did not move the clock on
+
+
 def test_wrong_python_types_raise_python_errors_not_panics():
     s = core.Scheduler()
     with pytest.raises(OverflowError):

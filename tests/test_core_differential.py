@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 PROGRAMS = range(5)
+PROTECT_BAD = ["protect-unknown", "protect-waiting", "protect-duplicate", "protect-finishing", "protect-arriving"]
 
 
 def snapshot(s, ids):
@@ -63,7 +64,8 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
             ids.append(next_id)
             next_id += 1
         elif kind == "schedule":
-            op = lambda s, c=data.draw(st.integers(0, 4)): s.schedule(now, c)  # noqa: E731
+            protected = data.draw(st.lists(st.sampled_from(running), unique=True)) if running else []
+            op = lambda s, c=data.draw(st.integers(0, 4)), pr=protected: s.schedule(now, c, pr)  # noqa: E731
         elif kind == "serve":
             served = data.draw(st.lists(st.sampled_from(running), unique=True)) if running else []
             op = lambda s, c=served, t=data.draw(st.floats(0, 2)): s.record_service(c, t, now)  # noqa: E731
@@ -79,8 +81,10 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
             new_program = data.draw(st.sampled_from(PROGRAMS))
             done = data.draw(st.lists(st.sampled_from(live), unique=True, max_size=1)) if live else []
             ran = {"ran_all": True} if data.draw(st.booleans()) else {"ran": running}
-            op = lambda s, r=ran, d=done, i=next_id, p=new_program, cap=data.draw(st.integers(0, 4)), t=data.draw(st.floats(0, 1)): s.step(  # noqa: E731
-                now, cap, ran_seconds=t, finished=d, new_calls=[i], new_programs=[p], **r
+            still_running = [i for i in running if i not in done]
+            protected = data.draw(st.lists(st.sampled_from(still_running), unique=True)) if still_running else []
+            op = lambda s, r=ran, d=done, i=next_id, p=new_program, pr=protected, cap=data.draw(st.integers(0, 4)), t=data.draw(st.floats(0, 1)): s.step(  # noqa: E731
+                now, cap, ran_seconds=t, finished=d, new_calls=[i], new_programs=[p], protected=pr, **r
             )
             ids.append(next_id)
             next_id += 1
@@ -88,7 +92,8 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
             now += data.draw(st.floats(0, 5))
             continue
         else:  # invalid input: both must reject it the same way and change nothing
-            bad = data.draw(st.sampled_from(["unknown", "duplicate", "backwards", "negative", "not-running", "parent"]))
+            bad = data.draw(st.sampled_from(["unknown", "duplicate", "backwards", "negative", "not-running", "parent", *PROTECT_BAD]))
+            waiting = sorted(set(live) - set(running))
             op = {
                 "unknown": lambda s: s.finish_calls([10_000], now),
                 "duplicate": lambda s: s.add_calls([next_id, next_id], [0, 0], now),
@@ -96,6 +101,20 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
                 "negative": lambda s: s.record_service(running[:1], -1.0, now),
                 "not-running": lambda s: s.record_service(sorted(set(live) - set(running))[:1] or [10_000], 1.0, now),
                 "parent": lambda s: s.add_call(next_id, 0, now, [10_001]),
+                # Protected calls must be running as the decision starts: never valid below.
+                "protect-unknown": lambda s: s.schedule(now, 2, [10_000]),
+                "protect-waiting": lambda s: s.schedule(now, 2, waiting[:1] or [10_000]),
+                "protect-duplicate": lambda s: s.schedule(now, 2, running[:1] * 2 or [10_000]),
+                "protect-finishing": lambda s: s.step(
+                    now, 2, ran_all=True, ran_seconds=0.5, finished=running[:1], protected=running[:1] or [10_000]
+                ),
+                "protect-arriving": lambda s: s.step(
+                    now, 2, ran_all=True, ran_seconds=0.5, new_calls=[next_id], new_programs=[0], protected=[next_id]
+                ),
             }[bad]
-        assert outcome(lambda: op(rust)) == outcome(lambda: op(ref)), kind
+        before = snapshot(ref, ids)
+        result = outcome(lambda: op(rust))
+        assert result == outcome(lambda: op(ref)), kind
         assert snapshot(rust, ids) == snapshot(ref, ids), kind
+        if kind == "bad" and bad in PROTECT_BAD:
+            assert isinstance(result, str) and snapshot(rust, ids) == before, bad

@@ -12,7 +12,7 @@ import bisect
 import heapq
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 from autellix_core import (
@@ -250,10 +250,11 @@ class ReferenceScheduler:
                 self._waiting_per_queue[call.queue] -= 1
         return sorted(program.live_calls)
 
-    def schedule(self, now: float, capacity: int) -> Decision:
+    def schedule(self, now: float, capacity: int, protected: Sequence[int] = ()) -> Decision:
         self._check_now(now)
+        self._check_protected(protected)
         self._last_now = now
-        return self._decide(now, capacity)
+        return self._decide(now, capacity, protected)
 
     def step(
         self,
@@ -266,6 +267,7 @@ class ReferenceScheduler:
         new_programs=(),
         new_parents=None,
         ran_all=False,
+        protected=(),
     ) -> Decision:
         arrivals = self._zip_arrivals(new_calls, new_programs, new_parents)
         self._check_now(now)
@@ -275,13 +277,14 @@ class ReferenceScheduler:
         self._check_listed(ran, RUNNING)
         self._check_listed(finished, None)
         self._check_new(arrivals)
+        self._check_protected(protected, finished, [arrival[0] for arrival in arrivals])
         self._last_now = now
         self._credit(list(self._running) if ran_all else ran, ran_seconds)
         for call_id in finished:
             self._finish(call_id, now)
         for arrival in arrivals:
             self._insert(*arrival, now)
-        return self._decide(now, capacity)
+        return self._decide(now, capacity, protected)
 
     # ----- validation
 
@@ -306,6 +309,23 @@ class ReferenceScheduler:
             call = self._call(call_id)
             if state is not None and call.state != state:
                 raise CallStateError(f"call {call_id} is not {state}")
+            if call_id in seen:
+                raise DuplicateCallError(f"call {call_id} listed twice")
+            seen.add(call_id)
+
+    def _check_protected(
+        self, protected: Sequence[int], finishing: Sequence[int] = (), arriving: Sequence[int] = ()
+    ) -> None:
+        """Protected calls must be running as the decision starts, after the step's own changes:
+        finishing calls are gone by then and arriving ones wait."""
+        seen = set()
+        for call_id in protected:
+            if call_id in arriving:
+                raise CallStateError(f"call {call_id} is not running")
+            if call_id in finishing:
+                raise UnknownCallError(f"unknown call {call_id}")
+            if self._call(call_id).state != RUNNING:
+                raise CallStateError(f"call {call_id} is not running")
             if call_id in seen:
                 raise DuplicateCallError(f"call {call_id} listed twice")
             seen.add(call_id)
@@ -451,10 +471,11 @@ class ReferenceScheduler:
                 return promoted
         return self._peek_lane(self._waiting)
 
-    def _least_urgent_running(self) -> int | None:
-        if not self._running:
+    def _least_urgent_running(self, protected: Container[int] = ()) -> int | None:
+        candidates = [c for c in self._running if c not in protected]
+        if not candidates:
             return None
-        return max(self._running, key=lambda c: self._calls[c].rank())
+        return max(candidates, key=lambda c: self._calls[c].rank())
 
     def _admit(self, call_id: int, now: float) -> None:
         self._end_waiting(call_id, now)
@@ -491,7 +512,7 @@ class ReferenceScheduler:
                 del self._programs[program_id]
                 self._stats["dropped_programs"] += 1
 
-    def _decide(self, now: float, capacity: int) -> Decision:
+    def _decide(self, now: float, capacity: int, protected: Sequence[int] = ()) -> Decision:
         self._decision = Decision()
         self._promote_starved(now)
         self._drop_stale(now)
@@ -502,11 +523,13 @@ class ReferenceScheduler:
             if best is None:
                 break
             self._admit(best[4], now)
-        # Promoted calls wait for a free slot: they never preempt (see the Rust core).
+        # Promoted calls wait for a free slot: they never preempt (see the Rust core). Protected
+        # calls are never swapped out; capacity above still stops them.
+        guarded = set(protected)
         while True:
-            best, worst = self._peek_waiting(head_of_line=False), self._least_urgent_running()
-            if best is None or worst is None or best[0] >= self._calls[worst].queue:
+            best, victim = self._peek_waiting(head_of_line=False), self._least_urgent_running(guarded)
+            if best is None or victim is None or best[0] >= self._calls[victim].queue:
                 break
-            self._preempt(worst, now)
+            self._preempt(victim, now)
             self._admit(best[4], now)
         return self._decision

@@ -124,10 +124,19 @@ class Scheduler:
         parents: Sequence[Sequence[int]] | None = None,
     ) -> None:
         """`add_call` for parallel lists, all or nothing."""
-    def schedule(self, now: float, capacity: int) -> Decision:
+    def schedule(self, now: float, capacity: int, protected: Sequence[int] = ()) -> Decision:
         """Promotes starved calls, drops stale programs, then fills the engine up to `capacity`
         running calls (promoted calls first) and swaps running calls for waiting, unpromoted ones
-        in strictly more urgent queues."""
+        in strictly more urgent queues.
+
+        protected: running calls this decision must not swap out (say, their recompute would cost
+            more than the waiting call gains; the caller decides). A swap then takes the least
+            urgent unprotected running call, if its queue is still strictly less urgent than the
+            waiting call's; otherwise none happens. Admission into free slots, demotion, promotion
+            and anti-starvation are unchanged, and capacity still binds: when it shrinks below the
+            running calls, the least urgent ones stop, protected or not. Protection lasts this
+            decision only. Raises UnknownCallError, CallStateError (not running),
+            DuplicateCallError."""
     def step(
         self,
         now: float,
@@ -139,12 +148,14 @@ class Scheduler:
         new_programs: Sequence[int] = (),
         new_parents: Sequence[Sequence[int]] | None = None,
         ran_all: bool = False,
+        protected: Sequence[int] = (),
     ) -> Decision:
         """One engine step in one crossing: `record_service(ran, ran_seconds)` (with `ran_all=True`:
         every running call, and `ran` stays empty), `finish_calls(finished)`,
-        `add_calls(new_calls, new_programs, new_parents)`, then `schedule(now, capacity)`.
+        `add_calls(new_calls, new_programs, new_parents)`, then `schedule(now, capacity, protected)`.
         All input is validated before anything changes; a new call may not reuse the id of a call
-        finished in the same step."""
+        finished in the same step. `protected` is judged as the decision starts: a call finished
+        in this step is unknown (UnknownCallError), one arriving in it is waiting (CallStateError)."""
     def record_service(self, call_ids: Sequence[int], seconds: float, now: float) -> None:
         """Each listed running call just got `seconds` of engine time (may demote it).
         Raises UnknownCallError, CallStateError (not running), DuplicateCallError."""

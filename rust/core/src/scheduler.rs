@@ -1,7 +1,8 @@
 //! The scheduler of one engine: calls enter a queue by their program's priority, wait inside it
 //! in program order (PLAS, ATLAS) or FCFS, are admitted top-down while the engine has room, are
-//! demoted when they use up a quantum, preempted for calls in strictly more urgent queues, and
-//! promoted to the head of the line when they starve.
+//! demoted when they use up a quantum, preempted for calls in strictly more urgent queues (unless
+//! the caller protects them for the decision), and promoted to the head of the line when they
+//! starve.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -43,6 +44,8 @@ pub struct Call {
     starvation_service: f64,
     /// Stamp of the last batch validation that saw this call, to catch ids listed twice.
     seen_in_batch: u64,
+    /// The last decision the caller protected it in: that decision's swaps pass it over.
+    protected_in: u64,
 }
 
 impl Call {
@@ -94,6 +97,9 @@ pub struct StepInput<'a> {
     pub ran_seconds: f64,
     pub finished: &'a [CallId],
     pub new_calls: &'a [NewCall<'a>],
+    /// Running calls the decision must not preempt for a more urgent waiting call (see
+    /// `Scheduler::schedule_protecting`); checked against the state after finishes and arrivals.
+    pub protected: &'a [CallId],
 }
 
 #[derive(Debug)]
@@ -110,6 +116,8 @@ pub struct Scheduler {
     next_order: u64,
     next_ticket: Ticket,
     next_batch_stamp: u64,
+    /// Decisions made so far; numbers the current one for `Call::protected_in`.
+    decisions: u64,
     last_now: f64,
     stats: Stats,
     decision: Decision,
@@ -138,6 +146,7 @@ impl Scheduler {
             next_order: 0,
             next_ticket: 0,
             next_batch_stamp: 0,
+            decisions: 0,
             last_now: f64::NEG_INFINITY,
             stats: Stats::default(),
             decision: Decision::default(),
@@ -269,9 +278,20 @@ impl Scheduler {
     /// Decides which waiting calls start and which running calls stop, for an engine that can
     /// run `capacity` calls at once.
     pub fn schedule(&mut self, now: f64, capacity: usize) -> CoreResult<&Decision> {
+        self.schedule_protecting(now, capacity, &[])
+    }
+
+    /// `schedule`, except that no `protected` call is preempted for a more urgent waiting call:
+    /// the swap takes the least urgent unprotected running call instead, if its queue is still
+    /// strictly less urgent than the waiting call's. The caller protects calls whose recompute
+    /// would cost more than the swap gains. Capacity still binds: when it shrinks below the
+    /// running calls, the least urgent ones stop, protected or not. Protected calls must be
+    /// running, each listed once.
+    pub fn schedule_protecting(&mut self, now: f64, capacity: usize, protected: &[CallId]) -> CoreResult<&Decision> {
         self.check_now(now)?;
+        self.check_protected(protected, None, &[])?;
         self.last_now = now;
-        self.decide(now, capacity);
+        self.decide(now, capacity, protected);
         Ok(&self.decision)
     }
 
@@ -284,7 +304,9 @@ impl Scheduler {
         }
         self.check_listed(input.ran, Some(CallState::Running))?;
         self.check_listed(input.finished, None)?;
+        let finished_stamp = self.next_batch_stamp; // the stamp check_listed left on finished calls
         self.check_new_calls(input.new_calls)?;
+        self.check_protected(input.protected, Some(finished_stamp), input.new_calls)?;
         self.last_now = now;
         if input.ran_all {
             // Taken out and put back so the ids can be read while calls change; no allocation.
@@ -300,7 +322,7 @@ impl Scheduler {
         for call in input.new_calls {
             self.insert_call(call, now);
         }
-        self.decide(now, capacity);
+        self.decide(now, capacity, input.protected);
         Ok(&self.decision)
     }
 
@@ -326,6 +348,39 @@ impl Scheduler {
         for &id in calls {
             let call = self.calls.get_mut(&id).ok_or(CoreError::UnknownCall(id))?;
             if state.is_some_and(|expected| expected != call.state) {
+                return Err(CoreError::WrongState { call: id, expected: "running" });
+            }
+            if call.seen_in_batch == stamp {
+                return Err(CoreError::DuplicateCall(id));
+            }
+            call.seen_in_batch = stamp;
+        }
+        Ok(())
+    }
+
+    /// Every protected call will be running when the decision starts, and is listed once. In a
+    /// step that is judged after the step's own changes: calls stamped `finishing` will be gone
+    /// by then, and `arriving` calls will be waiting.
+    fn check_protected(
+        &mut self,
+        protected: &[CallId],
+        finishing: Option<u64>,
+        arriving: &[NewCall],
+    ) -> CoreResult<()> {
+        self.next_batch_stamp += 1;
+        let stamp = self.next_batch_stamp;
+        for &id in protected {
+            let Some(call) = self.calls.get_mut(&id) else {
+                return Err(if arriving.iter().any(|new| new.call == id) {
+                    CoreError::WrongState { call: id, expected: "running" }
+                } else {
+                    CoreError::UnknownCall(id)
+                });
+            };
+            if finishing == Some(call.seen_in_batch) {
+                return Err(CoreError::UnknownCall(id));
+            }
+            if call.state != CallState::Running {
                 return Err(CoreError::WrongState { call: id, expected: "running" });
             }
             if call.seen_in_batch == stamp {
@@ -402,6 +457,7 @@ impl Scheduler {
             starvation_wait: 0.0,
             starvation_service: 0.0,
             seen_in_batch: 0,
+            protected_in: 0,
         };
         self.calls.insert(new.call, call);
         self.enqueue_waiting(new.call, now);
@@ -534,7 +590,31 @@ impl Scheduler {
 
     /// The running call that yields first: least urgent queue, latest in it.
     fn least_urgent_running(&self) -> Option<CallId> {
-        self.running.iter().copied().max_by_key(|id| (self.calls[id].queue, self.calls[id].position()))
+        self.running.iter().copied().max_by_key(|id| self.urgency(*id))
+    }
+
+    /// `least_urgent_running` among the calls this decision may swap out.
+    fn least_urgent_unprotected_running(&self) -> Option<CallId> {
+        let decision = self.decisions;
+        self.running
+            .iter()
+            .copied()
+            .filter(|id| self.calls[id].protected_in != decision)
+            .max_by_key(|id| self.urgency(*id))
+    }
+
+    /// Smaller is more urgent: the queue, then the place in it.
+    fn urgency(&self, id: CallId) -> (usize, Position) {
+        let call = &self.calls[&id];
+        (call.queue, call.position())
+    }
+
+    /// Numbers a new decision and marks its protected calls; no set to build or clear.
+    fn protect(&mut self, protected: &[CallId]) {
+        self.decisions += 1;
+        for id in protected {
+            self.calls.get_mut(id).expect("validated call").protected_in = self.decisions;
+        }
     }
 
     fn least_urgent_running_queue(&self) -> Option<usize> {
@@ -565,7 +645,8 @@ impl Scheduler {
         }
     }
 
-    fn decide(&mut self, now: f64, capacity: usize) {
+    fn decide(&mut self, now: f64, capacity: usize, protected: &[CallId]) {
+        self.protect(protected);
         self.decision.admit.clear();
         self.decision.preempt.clear();
         self.decision.promoted.clear();
@@ -584,13 +665,18 @@ impl Scheduler {
         // urgent queue. Equal queues never swap, so calls do not ping-pong. Promoted calls wait
         // for the next free slot instead: were one to preempt, its victim would starve and be
         // promoted in turn, a preemption chain that on a real engine recomputes without end.
+        // Protected calls are passed over; the per-queue counts rule out most swaps without a scan.
         let top_queue = WaitingQueue::lane(0, false);
         while let (Some(best), Some(worst_queue)) = (self.peek_waiting(top_queue), self.least_urgent_running_queue()) {
-            if self.calls[&best.call].queue >= worst_queue {
+            let best_queue = self.calls[&best.call].queue;
+            if best_queue >= worst_queue {
                 break;
             }
-            let worst = self.least_urgent_running().expect("a call runs in worst_queue");
-            self.preempt(worst, now);
+            let Some(victim) = self.least_urgent_unprotected_running() else { break };
+            if best_queue >= self.calls[&victim].queue {
+                break;
+            }
+            self.preempt(victim, now);
             // Still first: the preempted call went to a less urgent queue.
             self.pop_waiting(top_queue);
             self.admit(best.call, now);

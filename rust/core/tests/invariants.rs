@@ -2,13 +2,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use autellix_sched::{CallId, CallState, Policy, ProgramId, Scheduler, SchedulerConfig};
+use autellix_sched::{CallId, CallState, NewCall, Policy, ProgramId, Scheduler, SchedulerConfig, StepInput};
 use proptest::prelude::*;
 
+/// `protect_mask` picks, bit by bit, the running calls a decision may not swap out. `Step`: every
+/// running call ran `seconds`, one live call may finish, one call arrives, then a decision.
+/// `BadProtect` protects a call that will not be running (waiting, finishing in the step, unknown).
 #[derive(Debug, Clone)]
 enum Op {
     Add { program: ProgramId, parent_picks: Vec<usize> },
-    Schedule { capacity: usize },
+    Schedule { capacity: usize, protect_mask: u32 },
+    Step { capacity: usize, seconds: f64, protect_mask: u32, finish_pick: Option<usize>, program: ProgramId },
+    BadProtect { pick: usize, via_step: bool },
     Serve { seconds: f64, mask: u32 },
     Finish { pick: usize },
     Requeue { pick: usize },
@@ -20,7 +25,13 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..6u64, prop::collection::vec(any::<usize>(), 0..3))
             .prop_map(|(program, parent_picks)| Op::Add { program, parent_picks }),
-        4 => (0..6usize).prop_map(|capacity| Op::Schedule { capacity }),
+        4 => (0..6usize, any::<u32>()).prop_map(|(capacity, protect_mask)| Op::Schedule { capacity, protect_mask }),
+        3 => (0..6usize, 0.0..2.0f64, any::<u32>(), prop::option::of(any::<usize>()), 0..6u64).prop_map(
+            |(capacity, seconds, protect_mask, finish_pick, program)| Op::Step {
+                capacity, seconds, protect_mask, finish_pick, program,
+            }
+        ),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, via_step)| Op::BadProtect { pick, via_step }),
         4 => (0.0..3.0f64, any::<u32>()).prop_map(|(seconds, mask)| Op::Serve { seconds, mask }),
         2 => any::<usize>().prop_map(|pick| Op::Finish { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Requeue { pick }),
@@ -44,6 +55,21 @@ fn pick<T: Copy>(items: &[T], index: usize) -> Option<T> {
     (!items.is_empty()).then(|| items[index % items.len()])
 }
 
+/// The calls whose bit is set in `mask`, cycling through its 32 bits.
+fn masked(calls: &[CallId], mask: u32) -> Vec<CallId> {
+    calls.iter().enumerate().filter(|(i, _)| mask & (1 << (i % 32)) != 0).map(|(_, id)| *id).collect()
+}
+
+/// What each live call's entry says, to show that a rejected operation changed nothing.
+fn call_books(s: &Scheduler, model: &Model) -> Vec<(CallState, usize, u64, u64)> {
+    model
+        .live
+        .keys()
+        .map(|id| s.call(*id).unwrap())
+        .map(|c| (c.state, c.queue, c.service.to_bits(), c.waiting_time.to_bits()))
+        .collect()
+}
+
 fn check_books(s: &Scheduler, model: &Model) {
     assert_eq!(s.len(), model.live.len(), "a call was lost or duplicated");
     let running: BTreeSet<CallId> = s.running().iter().copied().collect();
@@ -61,13 +87,29 @@ fn check_books(s: &Scheduler, model: &Model) {
     assert_eq!(s.num_running() + s.num_waiting(), s.len());
 }
 
+/// What a decision was asked and answered.
+struct Decided<'a> {
+    capacity: usize,
+    /// Running calls when the decision started (after a step's own changes).
+    running_before: usize,
+    protected: &'a [CallId],
+    admit: &'a [CallId],
+    preempt: &'a [CallId],
+}
+
 /// After a decision: the batch is full or nothing waits, and no waiting call sits in a strictly
-/// more urgent queue than a running one (less attained service never waits behind more), except
-/// calls promoted by anti-starvation, which wait for a free slot rather than preempt.
-fn check_decision(s: &Scheduler, model: &Model, capacity: usize, admit: &[CallId], preempt: &[CallId]) {
+/// more urgent queue than an unprotected running one (less attained service never waits behind
+/// more), except calls promoted by anti-starvation, which wait for a free slot rather than preempt.
+/// Protected calls are preempted only to bring the batch down to capacity, which comes first.
+fn check_decision(s: &Scheduler, model: &Model, d: &Decided) {
+    let (capacity, admit, preempt) = (d.capacity, d.admit, d.preempt);
     assert!(s.num_running() <= capacity);
     assert!(s.num_running() == capacity || s.num_waiting() == 0, "a call waits while there is room");
-    let worst_running = s.running().iter().map(|id| s.call(*id).unwrap().queue).max();
+    let over_capacity = d.running_before.saturating_sub(capacity);
+    let swapped_out = &preempt[over_capacity.min(preempt.len())..];
+    assert!(swapped_out.iter().all(|id| !d.protected.contains(id)), "a protected call was swapped out");
+    let worst_running =
+        s.running().iter().filter(|id| !d.protected.contains(id)).map(|id| s.call(*id).unwrap().queue).max();
     let best_waiting = model
         .live
         .keys()
@@ -113,13 +155,64 @@ proptest! {
                         prop_assert_eq!(s.call(id).unwrap().queue, config.queue_for(service));
                     }
                 }
-                Op::Schedule { capacity } => {
-                    let decision = s.schedule(now, capacity).unwrap().clone();
-                    check_decision(&s, &model, capacity, &decision.admit, &decision.preempt);
+                Op::Schedule { capacity, protect_mask } => {
+                    let protected = masked(s.running(), protect_mask);
+                    let running_before = s.num_running();
+                    let decision = s.schedule_protecting(now, capacity, &protected).unwrap().clone();
+                    let d = Decided {
+                        capacity, running_before, protected: &protected, admit: &decision.admit, preempt: &decision.preempt,
+                    };
+                    check_decision(&s, &model, &d);
+                }
+                Op::Step { capacity, seconds, protect_mask, finish_pick, program } => {
+                    let live: Vec<CallId> = model.live.keys().copied().collect();
+                    let finished: Vec<CallId> = finish_pick.and_then(|i| pick(&live, i)).into_iter().collect();
+                    let still_running: Vec<CallId> =
+                        s.running().iter().copied().filter(|id| !finished.contains(id)).collect();
+                    let protected = masked(&still_running, protect_mask);
+                    model.next_call += 1;
+                    let new_calls = [NewCall { call: model.next_call, program, parents: &[] }];
+                    let input = StepInput {
+                        ran_all: true, ran_seconds: seconds, finished: &finished, new_calls: &new_calls,
+                        protected: &protected, ..StepInput::default()
+                    };
+                    let decision = s.step(input, now, capacity).unwrap().clone();
+                    for id in &finished {
+                        model.live.remove(id);
+                    }
+                    model.live.insert(model.next_call, program);
+                    let d = Decided {
+                        capacity, running_before: still_running.len(), protected: &protected,
+                        admit: &decision.admit, preempt: &decision.preempt,
+                    };
+                    check_decision(&s, &model, &d);
+                }
+                Op::BadProtect { pick: index, via_step } => {
+                    let live: Vec<CallId> = model.live.keys().copied().collect();
+                    let waiting: Vec<CallId> =
+                        live.into_iter().filter(|id| s.call(*id).unwrap().state == CallState::Waiting).collect();
+                    // A running call finishing in the step is as gone as an unknown one.
+                    let (bad, finished) = match (pick(&waiting, index), pick(s.running(), index)) {
+                        (Some(id), _) => (id, None),
+                        (None, Some(id)) if via_step => (id, Some(id)),
+                        _ => (CallId::MAX, None),
+                    };
+                    let before = (s.stats().clone(), s.running().to_vec(), call_books(&s, &model));
+                    let result = if via_step {
+                        let finished: Vec<CallId> = finished.into_iter().collect();
+                        let input = StepInput {
+                            ran_all: true, ran_seconds: 1.0, finished: &finished, protected: &[bad], ..StepInput::default()
+                        };
+                        s.step(input, now + 1.0, 6).map(|_| ())
+                    } else {
+                        s.schedule_protecting(now + 1.0, 6, &[bad]).map(|_| ())
+                    };
+                    prop_assert!(result.is_err());
+                    let after = (s.stats().clone(), s.running().to_vec(), call_books(&s, &model));
+                    prop_assert_eq!(before, after, "a rejected protected list changed something");
                 }
                 Op::Serve { seconds, mask } => {
-                    let served: Vec<CallId> = s.running().iter().enumerate()
-                        .filter(|(i, _)| mask & (1 << (i % 32)) != 0).map(|(_, id)| *id).collect();
+                    let served = masked(s.running(), mask);
                     s.record_service(&served, seconds, now).unwrap();
                 }
                 Op::Finish { pick: index } => {

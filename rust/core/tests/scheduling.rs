@@ -295,3 +295,90 @@ fn bad_input_is_rejected_with_typed_errors() {
     assert!(matches!(s.record_service(&[1], -1.0, 5.0), Err(CoreError::InvalidArgument(_))));
     assert_eq!(s.len(), 1);
 }
+
+/// MLFQ with calls 1, 2, 3 running in queues 2, 1 and 0 and a full batch of three.
+fn three_running_in_queues_2_1_0() -> Scheduler {
+    let mut s = scheduler(Policy::Mlfq);
+    for call in 1..=3 {
+        s.add_call(call, call, 0.0, &[]).unwrap();
+    }
+    s.schedule(0.0, 3).unwrap();
+    s.record_service(&[1, 2], 1.0, 1.0).unwrap(); // both used up queue 0's quantum
+    s.record_service(&[1], 1.0, 2.0).unwrap(); // and call 1 queue 1's
+    let queues: Vec<usize> = (1..=3).map(|c| s.call(c).unwrap().queue).collect();
+    assert_eq!(queues, vec![2, 1, 0]);
+    s
+}
+
+#[test]
+fn a_protected_victim_is_skipped_for_the_next_least_urgent() {
+    let mut s = three_running_in_queues_2_1_0();
+    s.add_call(4, 4, 2.0, &[]).unwrap();
+    s.add_call(5, 5, 2.0, &[]).unwrap();
+    let decision = s.schedule_protecting(2.0, 3, &[1]).unwrap().clone();
+    assert_eq!((decision.admit, decision.preempt), (vec![4], vec![2]), "call 1 is protected, call 2 is next");
+    assert_eq!(s.call(1).unwrap().state, CallState::Running);
+    assert_eq!(s.call(5).unwrap().state, CallState::Waiting, "call 3 runs in queue 0, as urgent as call 5");
+    // Protection lasts one decision.
+    let decision = s.schedule(2.0, 3).unwrap().clone();
+    assert_eq!((decision.admit, decision.preempt), (vec![5], vec![1]));
+}
+
+#[test]
+fn when_every_less_urgent_call_is_protected_nothing_is_preempted() {
+    for protected in [vec![1, 2], vec![2, 1, 3]] {
+        let mut s = three_running_in_queues_2_1_0();
+        s.add_call(4, 4, 2.0, &[]).unwrap();
+        let decision = s.schedule_protecting(2.0, 3, &protected).unwrap();
+        assert!(decision.admit.is_empty() && decision.preempt.is_empty(), "protected {protected:?}");
+        assert_eq!(s.stats().preemptions, 0);
+    }
+}
+
+#[test]
+fn protection_does_not_override_capacity_or_free_slots() {
+    let mut s = three_running_in_queues_2_1_0();
+    assert_eq!(s.schedule_protecting(2.0, 2, &[1]).unwrap().preempt, vec![1], "capacity still binds");
+    s.add_call(4, 4, 2.0, &[]).unwrap();
+    assert_eq!(s.schedule_protecting(2.0, 3, &[2, 3]).unwrap().admit, vec![4], "free slots still fill");
+}
+
+#[test]
+fn a_protected_call_can_still_be_demoted_requeued_and_finished() {
+    let mut s = three_running_in_queues_2_1_0();
+    s.add_call(4, 4, 2.0, &[]).unwrap();
+    // Demoted from queue 2 to 3 in the very step that protects it: still not preempted.
+    let input = StepInput { ran: &[1], ran_seconds: 2.0, protected: &[1, 2], ..StepInput::default() };
+    assert!(s.step(input, 4.0, 3).unwrap().preempt.is_empty());
+    assert_eq!(s.call(1).unwrap().queue, 3);
+    s.requeue(&[1], 4.0).unwrap();
+    assert_eq!(s.schedule_protecting(4.0, 3, &[2, 3]).unwrap().admit, vec![4], "the requeued call waits in queue 3");
+    let input = StepInput { finished: &[2], protected: &[3], ..StepInput::default() };
+    assert_eq!(s.step(input, 5.0, 3).unwrap().admit, vec![1]);
+    assert!(s.call(2).is_none());
+}
+
+#[test]
+fn bad_protected_ids_are_rejected_and_change_nothing() {
+    let mut s = three_running_in_queues_2_1_0();
+    s.add_call(4, 4, 2.0, &[]).unwrap();
+    let cases: [(&[u64], CoreError); 3] = [
+        (&[9], CoreError::UnknownCall(9)),
+        (&[4], CoreError::WrongState { call: 4, expected: "running" }),
+        (&[2, 1, 2], CoreError::DuplicateCall(2)),
+    ];
+    for (protected, expected) in cases {
+        assert_eq!(s.schedule_protecting(10.0, 3, protected).unwrap_err(), expected);
+        let input = StepInput { ran_all: true, ran_seconds: 1.0, protected, ..StepInput::default() };
+        assert_eq!(s.step(input, 10.0, 3).unwrap_err(), expected);
+    }
+    // Judged after the step's own changes: a call finished in it is gone, one arriving waits.
+    let input = StepInput { ran_all: true, ran_seconds: 1.0, finished: &[3], protected: &[3], ..StepInput::default() };
+    assert_eq!(s.step(input, 10.0, 3).unwrap_err(), CoreError::UnknownCall(3));
+    let new_calls = [NewCall { call: 5, program: 5, parents: &[] }];
+    let input = StepInput { new_calls: &new_calls, protected: &[5], ..StepInput::default() };
+    assert_eq!(s.step(input, 10.0, 3).unwrap_err(), CoreError::WrongState { call: 5, expected: "running" });
+    assert_eq!((s.len(), s.num_running(), s.stats().preemptions), (4, 3, 0));
+    assert_eq!(s.call(1).unwrap().service, 2.0, "no service recorded by a rejected step");
+    s.schedule(2.0, 3).unwrap(); // time did not move on to 10
+}

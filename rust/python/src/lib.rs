@@ -170,13 +170,14 @@ impl Scheduler {
         Ok(self.inner.add_calls(&new_calls, now)?)
     }
 
-    fn schedule(&mut self, now: f64, capacity: usize) -> CoreResult<Decision> {
-        Ok(self.inner.schedule(now, capacity)?.into())
+    #[pyo3(signature = (now, capacity, protected=Vec::new()), text_signature = "(self, /, now, capacity, protected=())")]
+    fn schedule(&mut self, now: f64, capacity: usize, protected: Vec<u64>) -> CoreResult<Decision> {
+        Ok(self.inner.schedule_protecting(now, capacity, &protected)?.into())
     }
 
     #[pyo3(
-        signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None, ran_all=false),
-        text_signature = "(self, /, now, capacity, ran=(), ran_seconds=0.0, finished=(), new_calls=(), new_programs=(), new_parents=None, ran_all=False)"
+        signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None, ran_all=false, protected=Vec::new()),
+        text_signature = "(self, /, now, capacity, ran=(), ran_seconds=0.0, finished=(), new_calls=(), new_programs=(), new_parents=None, ran_all=False, protected=())"
     )]
     #[allow(clippy::too_many_arguments)]
     fn step(
@@ -190,10 +191,18 @@ impl Scheduler {
         new_programs: Vec<u64>,
         new_parents: Option<Vec<Vec<u64>>>,
         ran_all: bool,
+        protected: Vec<u64>,
     ) -> CoreResult<Decision> {
         let parents = new_parents.unwrap_or_default();
         let arrivals = self::new_calls(&new_calls, &new_programs, &parents)?;
-        let input = core::StepInput { ran: &ran, ran_all, ran_seconds, finished: &finished, new_calls: &arrivals };
+        let input = core::StepInput {
+            ran: &ran,
+            ran_all,
+            ran_seconds,
+            finished: &finished,
+            new_calls: &arrivals,
+            protected: &protected,
+        };
         Ok(self.inner.step(input, now, capacity)?.into())
     }
 
