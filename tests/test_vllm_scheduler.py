@@ -21,8 +21,9 @@ pytestmark = [
 
 pytest.importorskip("autellix_core")
 
-# The tiny model decodes a step in ~2 ms, so the queues must be in milliseconds too.
-FAST_QUEUES = {"queue_boundaries": [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]}
+# The plug-in's clock is engine work (decode steps, autellix.work_units), so a scenario's
+# decisions do not depend on how fast this machine steps. These calls are a few dozen steps long.
+FAST_QUEUES = {"queue_boundaries": [2.5, 5, 10, 20, 40, 80, 160]}
 PLUGIN = "autellix.vllm.scheduler.AutellixScheduler"
 
 
@@ -75,7 +76,8 @@ CALLS = [
 
 
 def _scenario(scheduler_cls: str | None):
-    with _engine(scheduler_cls, max_num_seqs=2, autellix=FAST_QUEUES) as engine:
+    # The plug-in's defaults: the heavy program's 120-step warm-up puts it below the top queue.
+    with _engine(scheduler_cls, max_num_seqs=2) as engine:
         _run(engine, WARMUP)
         outputs, order = _run(engine, CALLS)
         return scheduler_of(engine), outputs, order
@@ -286,3 +288,52 @@ def test_a_vllm_session_is_one_program():
         assert sorted(calls) == sorted([scheduler.call_id("alpha-1"), scheduler.call_id("alpha-2")])
         while llm_engine.has_unfinished_requests():
             llm_engine.step()
+
+
+def test_the_core_runs_on_engine_work_not_on_seconds():
+    """One call alone: every step is one unit, the first also prefills the prompt, so the
+    program's attained service is the same on any machine: 1 + (prompt - 1) / 32 + (tokens - 1)."""
+    from vllm import SamplingParams
+
+    from autellix.work_units import PREFILL_TOKENS_PER_UNIT
+
+    with _engine(PLUGIN, max_num_seqs=1) as engine:
+        prompt = list(range(10, 42))  # 32 token ids
+        params = SamplingParams(max_tokens=20, ignore_eos=True, temperature=0, extra_args={PROGRAM_KEY: 5})
+        engine.llm_engine.add_request("alone", {"prompt_token_ids": prompt}, params)
+        while engine.llm_engine.has_unfinished_requests():
+            engine.llm_engine.step()
+        scheduler = scheduler_of(engine)
+        expected = 1 + (len(prompt) - 1) / PREFILL_TOKENS_PER_UNIT + (20 - 1)
+        assert scheduler.work_clock == pytest.approx(expected)
+        snapshot = scheduler.autellix_snapshot([5])
+        assert snapshot["programs"][5]["attained_service"] == pytest.approx(expected)
+        # The default ladder: 21 units of service is still the top queue's range (< 64).
+        assert scheduler.core.queue_boundaries[0] == 64.0
+
+
+def _guard_scenario(guard: bool) -> tuple[Any, dict[str, list[int]]]:
+    """Two slots, no prefix cache (a preempted call recomputes its whole context). Light one-call
+    programs of 4 tokens arrive two at a time: first alone (both slots full, so the wait for a slot
+    is measured), then while a heavy program's long call runs (512 prompt tokens: 16 units of
+    recompute); each pair's second call waits in the top queue above the heavy call."""
+    knobs = {"preemption_guard": guard}
+    with _engine(PLUGIN, max_num_seqs=2, autellix=knobs, enable_prefix_caching=False) as engine:
+        _run(engine, [("heavy-warmup", "def heavy(x):", 80, 1, 0)])
+        long_prompt = {"prompt_token_ids": [10 + i % 200 for i in range(512)]}
+        pairs = [0, 5, 10, 24, 34, 44, 54]  # steps; the heavy call arrives at 16, between them
+        light = [(f"light-{2 * k + j}", f"print({k}, {j})", 4, 100 + 2 * k + j, at) for k, at in enumerate(pairs) for j in (0, 1)]
+        outputs, _ = _run(engine, [*light, ("heavy", long_prompt, 120, 1, 16)])
+        return scheduler_of(engine), outputs
+
+
+def test_a_preemption_whose_recompute_costs_more_than_the_wait_is_skipped():
+    unguarded, unguarded_outputs = _guard_scenario(guard=False)
+    assert unguarded.autellix_stats["priority_preemptions"] >= 1  # the heavy call is swapped out
+
+    guarded, outputs = _guard_scenario(guard=True)
+    assert guarded.guard.slot_wait is not None and guarded.guard.slot_wait < 16
+    assert guarded.autellix_stats["protected_call_steps"] >= 1
+    assert guarded.autellix_stats["priority_preemptions"] == 0
+    assert {rid: len(t) for rid, t in outputs.items()} == {rid: len(t) for rid, t in unguarded_outputs.items()}
+    assert len(outputs["heavy"]) == 120

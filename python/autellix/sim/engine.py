@@ -26,10 +26,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from autellix.sim.presets import EngineConfig
+from autellix.work_units import step_units
 
 __all__ = ["Engine", "EngineStats", "SimCall", "SimProgram", "SchedulerLike"]
 
 WAITING, RUNNING, DONE = 0, 1, 2
+CLOCKS = ("work", "seconds")
 
 
 class SchedulerLike(Protocol):
@@ -119,8 +121,17 @@ class Engine:
     """One replica. ``sched`` is its scheduler; ``on_finish`` is not used: the simulator collects
     finished calls from :meth:`complete_chunk`."""
 
-    def __init__(self, index: int, config: EngineConfig, sched: SchedulerLike, pass_parents: bool = False):
+    def __init__(
+        self, index: int, config: EngineConfig, sched: SchedulerLike, pass_parents: bool = False, clock: str = "work"
+    ):
+        if clock not in CLOCKS:
+            raise ValueError(f"clock {clock!r}: expected one of {', '.join(CLOCKS)}")
         self.index = index
+        # The scheduler's clock: engine work units (what the vLLM plug-in uses, see
+        # autellix.work_units) or simulated seconds.
+        self.clock = clock
+        self.work_clock = 0.0
+        self.ran_work = 0.0
         self.cfg = config
         self.sched = sched
         self.pass_parents = pass_parents
@@ -228,14 +239,17 @@ class Engine:
         Returns the time the new chunk ends, or None when the engine goes idle."""
         st = self.stats
         st.schedule_calls += 1
+        seconds = now
+        now = self.core_now(seconds)
+        service = self.ran_work if self.clock == "work" else self.ran_seconds
         if self.new_ids:
-            d = self.sched.step(now, self.cfg.max_running, self.ran, self.ran_seconds, self.finished_ids,
+            d = self.sched.step(now, self.cfg.max_running, self.ran, service, self.finished_ids,
                                 self.new_ids, self.new_progs, self.new_parents if self.pass_parents else None)
             self.new_ids = []
             self.new_progs = []
             self.new_parents = []
         else:
-            d = self.sched.step(now, self.cfg.max_running, self.ran, self.ran_seconds, self.finished_ids)
+            d = self.sched.step(now, self.cfg.max_running, self.ran, service, self.finished_ids)
         self.finished_ids = []
         if self.to_end:
             self.flush_ends()
@@ -251,7 +265,7 @@ class Engine:
             refused: list[int] = []
             for i, cid in enumerate(admit):
                 call = calls[cid]
-                if not self._start(call, now):
+                if not self._start(call, seconds):
                     refused = list(admit[i:])
                     for r in refused[1:]:
                         if calls[r].state != WAITING:
@@ -260,7 +274,11 @@ class Engine:
             if refused:
                 st.kv_refusals += len(refused)
                 self.sched.requeue(refused, now)
-        return self._run_chunk(now)
+        return self._run_chunk(seconds)
+
+    def core_now(self, seconds: float) -> float:
+        """The scheduler's time at simulated time `seconds`."""
+        return self.work_clock if self.clock == "work" else seconds
 
     def flush_ends(self) -> None:
         for p in self.to_end:
@@ -352,7 +370,7 @@ class Engine:
         victim = next(reversed(self.running.values()))
         self._stop(victim)
         self.stats.kv_preemptions += 1
-        self.sched.requeue([victim.cid], now)
+        self.sched.requeue([victim.cid], self.core_now(now))
 
     # ----- running
 
@@ -361,6 +379,7 @@ class Engine:
         if not self.running:
             self.ran = []
             self.ran_seconds = 0.0
+            self.ran_work = 0.0
             return None
         # room for the KV growth of the next step (decoders and prefills completing)
         while self.running:
@@ -412,6 +431,7 @@ class Engine:
                 waiting_prefill = {c.cid for c in self.prefilling[len(served):]}
                 ran = [cid for cid in self.running if cid not in waiting_prefill]
             dt = a + b * tokens + c * attended
+            work = step_units(tokens, n + len(served))
             if chunked:
                 self.G += 1  # G counts decode steps: decoders' end steps are relative to it
                 self.kv_dec += n
@@ -445,6 +465,7 @@ class Engine:
             if room < k:
                 k = max(1, room)
             dt = k * (a + b * n + c * self.kv_dec) + c * n * k * (k - 1) / 2.0
+            work = float(k)
             ran = list(self.running)
             self.G += k
             self.kv_dec += n * k
@@ -461,6 +482,8 @@ class Engine:
         st.busy_time += dt
         self.ran = ran
         self.ran_seconds = dt
+        self.ran_work = work
+        self.work_clock += work
         end = now + dt
         self.busy_until = end
         return end

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autellix import work_units
 from autellix.contract import CORE_POLICIES
 from autellix.sim.engine import Engine, SimCall, SimProgram
 from autellix.sim.presets import EngineConfig, get_preset
@@ -64,6 +65,7 @@ class Simulator:
         scheduler_options: dict[str, Any] | None = None,
         short_call_tokens: int = 2048,
         scheduler_factory: Callable[[int], Any] | None = None,
+        clock: str = "work",
     ):
         if policy not in POLICIES and scheduler_factory is None:
             raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
@@ -78,6 +80,10 @@ class Simulator:
         self.calls: list[SimCall] = []
         self._build(programs)
         opts = dict(scheduler_options or {})
+        if clock == "work" and policy in CORE_POLICIES and policy != "fcfs" and "queue_boundaries" not in opts:
+            # What the vLLM plug-in runs with: the ladder in engine work units.
+            opts["queue_boundaries"] = list(work_units.QUEUE_BOUNDARIES)
+            opts.setdefault("quanta", list(work_units.QUANTA))
         core = None
         if scheduler_factory is None and policy in CORE_POLICIES:
             core = load_core()
@@ -90,7 +96,7 @@ class Simulator:
             else:
                 assert core is not None
                 sched = core.Scheduler(policy=policy, **opts)
-            self.engines.append(Engine(i, self.cfg, sched, pass_parents=(policy == "atlas")))
+            self.engines.append(Engine(i, self.cfg, sched, pass_parents=(policy == "atlas"), clock=clock))
         self.balancer = None
         if engines > 1:
             if core is None:
@@ -239,13 +245,15 @@ class Simulator:
 def simulate(programs: Sequence[Program], policy: str = "plas", engines: int = 1, balancer: str = "autellix",
              config: EngineConfig | None = None, scheduler_options: dict[str, Any] | None = None,
              progress: Callable[[int, int, float], None] | None = None, short_call_tokens: int = 2048,
-             wall_limit: float | None = None) -> SimResult:
+             wall_limit: float | None = None, clock: str = "work") -> SimResult:
     """Runs ``programs`` to completion and returns the per-program outcome and engine statistics.
 
     Core policies get ``stale_after=inf`` unless given: the simulator ends programs itself, and a
-    program that waits longer than the core's staleness limit under overload must not vanish."""
+    program that waits longer than the core's staleness limit under overload must not vanish.
+    ``clock`` is the scheduler's: engine work units (as in vLLM, with the ladder of
+    :mod:`autellix.work_units` unless options give one) or ``"seconds"`` of simulated time."""
     opts = dict(scheduler_options or {})
     if policy in CORE_POLICIES:
         opts.setdefault("stale_after", float("inf"))
-    sim = Simulator(programs, policy, engines, balancer, config, opts, short_call_tokens)
+    sim = Simulator(programs, policy, engines, balancer, config, opts, short_call_tokens, clock=clock)
     return sim.run(progress, wall_limit)

@@ -45,7 +45,9 @@ from autellix.contract import (
     THREAD_KEY,
 )
 from autellix.vllm.admission_queue import AdmissionQueue
+from autellix.vllm.preemption_guard import PreemptionGuard
 from autellix.vllm.settings import AutellixSettings
+from autellix.work_units import step_units
 
 # A child of vLLM's logger: inside vLLM's processes our lines go out through its handler, tagged
 # with the process like vLLM's own.
@@ -54,6 +56,8 @@ log = logging.getLogger("vllm.autellix")
 # The scheduler interface is not public; these are the versions this file was read against.
 SUPPORTED_VLLM = ((0, 32, 0), (0, 33, 0))  # [low, high)
 
+# KV cache usage below which a preempted call's full blocks are expected to stay cached.
+CACHE_ROOM = 0.9
 # Finished calls stay nameable as parents for this many later calls.
 PARENT_MEMORY = 1 << 16
 # A session idle for this many newer sessions gets a new program id if it comes back.
@@ -118,9 +122,12 @@ class _AutellixMixin(_MixinBase):
         self._new_parents: list[list[int]] = []
         self._finished: list[int] = []
         self._ran: list[int] = []
-        self._ran_seconds = 0.0
-        self._scheduled_at: OrderedDict[int, float] = OrderedDict()
-        self._last_output_at = 0.0
+        self._ran_work = 0.0
+        # The core's clock: engine work units (autellix.work_units), the same on any hardware,
+        # and only advanced by steps this engine ran, so tests and decisions are reproducible.
+        self.work_clock = 0.0
+        self.guard = PreemptionGuard(enabled=self.autellix_settings.preemption_guard)
+        self._batch_was_full = False
         self.autellix_stats: dict[str, float] = defaultdict(float)
 
     def call_id(self, request_id: str) -> int | None:
@@ -131,7 +138,7 @@ class _AutellixMixin(_MixinBase):
     def autellix_snapshot(self, program_ids: list[int]) -> dict[str, Any]:
         """What the front end shows: the core's queues and counters, and the listed programs
         this engine knows (others are absent)."""
-        self._report_pending(time.monotonic())
+        self._report_pending(self.work_clock)
         programs = {}
         for program_id in program_ids:
             try:
@@ -241,17 +248,18 @@ class _AutellixMixin(_MixinBase):
     # -- each step ---------------------------------------------------------------------------
 
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
-        now = time.monotonic()
+        now = self.work_clock
         started = time.perf_counter()
         capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
-        decision = self._core_step(now, capacity)
+        self.guard.observe_completions(len(self._finished), now, self._batch_was_full)
+        decision = self._core_step(now, capacity, self._protected())
         self._core_running.difference_update(self._finished)
         self._core_running.difference_update(decision.preempt)
         self._core_running.update(decision.admit)
-        self._ran, self._ran_seconds = [], 0.0
+        self._ran, self._ran_work = [], 0.0
         self._finished, self._new_calls, self._new_programs, self._new_parents = [], [], [], []
 
-        self._preempt_for_priority(decision.preempt, now)
+        self._preempt_for_priority(decision.preempt)
         request_ids = (self._request_of.get(c) for c in decision.admit)
         self.admission.set_admissions([self.requests[r] for r in request_ids if r in self.requests])
         self.autellix_stats["core_seconds"] += time.perf_counter() - started
@@ -260,9 +268,7 @@ class _AutellixMixin(_MixinBase):
 
         self.admission.clear_admissions()
         self._requeue_not_running()
-        self._scheduled_at[id(output)] = time.monotonic()
-        while len(self._scheduled_at) > 8:  # outputs the engine never reported back (empty steps)
-            self._scheduled_at.popitem(last=False)
+        self._batch_was_full = len(self.running) >= capacity
         self.autellix_stats["steps"] += 1
         return output
 
@@ -274,7 +280,7 @@ class _AutellixMixin(_MixinBase):
         core would never admit it again and it would wait forever."""
         back = sorted(c for c in self._core_running if not self._runs_in_vllm(c))
         if back:
-            self.core.requeue(back, time.monotonic())
+            self.core.requeue(back, self.work_clock)
             self._core_running.difference_update(back)
             self.autellix_stats["requeued"] += len(back)
 
@@ -288,13 +294,28 @@ class _AutellixMixin(_MixinBase):
         idle engine has no next step, and would show its last calls as running forever."""
         ran = [c for c in self._ran if c in self._core_running]
         if ran:
-            _attempt("record_service", self.core.record_service, ran, self._ran_seconds, now)
+            _attempt("record_service", self.core.record_service, ran, self._ran_work, now)
         for call_id in self._finished:
             _attempt("finish_call", self.core.finish_call, call_id, now)
         self._core_running.difference_update(self._finished)
-        self._ran, self._ran_seconds, self._finished = [], 0.0, []
+        self._ran, self._ran_work, self._finished = [], 0.0, []
 
-    def _core_step(self, now: float, capacity: int):  # -> autellix_core.Decision
+    def _protected(self) -> list[int]:
+        """Running calls whose recompute would cost more than waiting for a free slot (see
+        preemption_guard). Their full KV blocks survive a preemption only in the prefix cache,
+        and only while the cache has room to spare."""
+        finished = set(self._finished)
+        running = [
+            (call_id, request.num_computed_tokens)
+            for request in self.running
+            if (call_id := self._call_of.get(request.request_id)) in self._core_running and call_id not in finished
+        ]
+        cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
+        protected = self.guard.protected(running, self.block_size, cached)
+        self.autellix_stats["protected_call_steps"] += len(protected)
+        return protected
+
+    def _core_step(self, now: float, capacity: int, protected: list[int]):  # -> autellix_core.Decision
         # With async scheduling a call can have run in a batch and been preempted or requeued
         # since; only calls the core still counts as running can be credited.
         ran = [c for c in self._ran if c in self._core_running]
@@ -303,11 +324,12 @@ class _AutellixMixin(_MixinBase):
                 now,
                 capacity,
                 ran=ran,
-                ran_seconds=self._ran_seconds,
+                ran_seconds=self._ran_work,
                 finished=self._finished,
                 new_calls=self._new_calls,
                 new_programs=self._new_programs,
                 new_parents=self._new_parents if any(self._new_parents) else None,
+                protected=protected,
             )
         except Exception:  # the core validates first: nothing changed, so redo it piece by piece
             log.exception("autellix: core step rejected its batch; applying it call by call")
@@ -316,7 +338,7 @@ class _AutellixMixin(_MixinBase):
 
     def _core_step_piecewise(self, now: float, capacity: int, ran: list[int]):
         if ran:
-            _attempt("record_service", self.core.record_service, ran, self._ran_seconds, now)
+            _attempt("record_service", self.core.record_service, ran, self._ran_work, now)
         for call_id in self._finished:
             _attempt("finish_call", self.core.finish_call, call_id, now)
         for call_id, program_id, parents in zip(
@@ -328,7 +350,8 @@ class _AutellixMixin(_MixinBase):
                 _attempt("add_call", self.core.add_call, call_id, program_id, now, ())
         return self.core.schedule(now, capacity)
 
-    def _preempt_for_priority(self, call_ids: list[int], now: float) -> None:
+    def _preempt_for_priority(self, call_ids: list[int]) -> None:
+        now = time.monotonic()  # vLLM's own event time stamps
         for call_id in call_ids:
             request = self.requests.get(self._request_of.get(call_id, ""))
             if request is None or request.status != RequestStatus.RUNNING:
@@ -338,17 +361,12 @@ class _AutellixMixin(_MixinBase):
             self.autellix_stats["priority_preemptions"] += 1
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
-        now = time.monotonic()
-        scheduled_at = self._scheduled_at.pop(id(scheduler_output), now)
-        # With async scheduling the next batch was scheduled before this one finished: the
-        # step's engine time starts when the previous output arrived, not at its scheduling.
-        self._ran_seconds = max(now - max(scheduled_at, self._last_output_at), 0.0)
-        self._last_output_at = now
-        self._ran = [
-            self._call_of[rid]
-            for rid in scheduler_output.num_scheduled_tokens
-            if rid in self._call_of
-        ]
+        scheduled = scheduler_output.num_scheduled_tokens
+        if scheduled:
+            # Every call in the step is credited the step's work, as it would be its seconds.
+            self._ran_work = step_units(scheduler_output.total_num_scheduled_tokens, len(scheduled))
+            self.work_clock += self._ran_work
+            self._ran = [self._call_of[rid] for rid in scheduled if rid in self._call_of]
         return super().update_from_output(scheduler_output, model_runner_output)
 
 

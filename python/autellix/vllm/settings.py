@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, cast
 
+from autellix import work_units
 from autellix.contract import CORE_POLICIES, DEFAULT_POLICY, CorePolicy
 
 
@@ -25,6 +26,16 @@ def _float(value: Any) -> float | None:
     return None if value is None or value == "" else float(value)
 
 
+def _bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        if value.lower() not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
+            raise ValueError(f"autellix: expected a boolean, got {value!r}")
+        return value.lower() in ("1", "true", "on", "yes")
+    return bool(value)
+
+
 @dataclass(frozen=True)
 class AutellixSettings:
     policy: CorePolicy = DEFAULT_POLICY
@@ -32,6 +43,8 @@ class AutellixSettings:
     quanta: list[float] | None = None
     starvation_ratio: float | None = None
     stale_after: float | None = None
+    # Skip priority preemptions whose recompute costs more than waiting (preemption_guard).
+    preemption_guard: bool = True
 
     @classmethod
     def from_vllm_config(cls, vllm_config: Any) -> AutellixSettings:
@@ -52,15 +65,19 @@ class AutellixSettings:
             quanta=_floats(pick("quanta")),
             starvation_ratio=_float(pick("starvation_ratio")),
             stale_after=_float(pick("stale_after")),
+            preemption_guard=_bool(pick("preemption_guard"), default=True),
         )
 
     def make_core(self):  # -> autellix_core.Scheduler
+        """The core on the plug-in's clock, engine work units: what is not given comes from
+        autellix.work_units (fcfs has one queue, so no ladder)."""
         import autellix_core
 
+        laddered = self.policy != "fcfs"
         return autellix_core.Scheduler(
             policy=self.policy,
-            queue_boundaries=self.queue_boundaries,
-            quanta=self.quanta,
+            queue_boundaries=self.queue_boundaries or (list(work_units.QUEUE_BOUNDARIES) if laddered else None),
+            quanta=self.quanta or (list(work_units.QUANTA) if laddered and not self.queue_boundaries else None),
             starvation_ratio=self.starvation_ratio,
-            stale_after=self.stale_after,
+            stale_after=self.stale_after if self.stale_after is not None else work_units.STALE_AFTER,
         )

@@ -1,0 +1,41 @@
+"""Engine work units: the clock the scheduler runs on inside vLLM and in the simulator.
+
+A program's attained service measured in seconds depends on the hardware (a step takes 25 ms on
+an A100 and 30-300 ms on a CPU), so a queue ladder in seconds fits one engine and not another.
+Measured in engine work it is a property of the workload: one unit is one decode step, and a step
+that also prefills P prompt tokens lasts 1 + P / PREFILL_TOKENS_PER_UNIT units. Every call in the
+step is credited the step's units (as it would be credited the step's seconds), and waiting time
+is the work the engine did meanwhile, so the anti-starvation ratio compares like with like. The
+ladder below is then the same on every engine, and needs no tuning.
+
+The core itself is unit-free: these are the values the plug-in and the simulator give it.
+"""
+
+from __future__ import annotations
+
+# Prompt tokens whose prefill counts as one decode step. A prefill token costs ~1/100 of a decode
+# step on an A100 and ~1/10 on our CPU engine; 32 is within ~3x of both, and the ladder doubles.
+PREFILL_TOKENS_PER_UNIT = 32
+
+# Attained-service boundaries of the queues (9 queues): a program moves down once it has had
+# 64 decode steps of engine work, again at 128, ... The paper's calls are 10s to 1000s of tokens,
+# its programs up to 10^5, so the ladder spans a short chat to a long agent run.
+QUEUE_BOUNDARIES = (64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0)
+# A running call moves down one queue after a quantum of its queue's range width (the pace its
+# program's attained service would move it); the last queue's quantum is the widest range.
+QUANTA = (64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0)
+# Programs with no live call are dropped after this much engine work (the front end ends them
+# on its own idle TTL in seconds; this bounds the table when the plug-in runs without it).
+STALE_AFTER = 1_000_000.0
+
+
+def step_units(scheduled_tokens: int, scheduled_calls: int) -> float:
+    """The work of one engine step that ran `scheduled_calls` calls on `scheduled_tokens` tokens:
+    one decode token per call, the rest prefill."""
+    prefill = max(scheduled_tokens - scheduled_calls, 0)
+    return 1.0 + prefill / PREFILL_TOKENS_PER_UNIT
+
+
+def core_defaults() -> dict[str, object]:
+    """The core's ladder, quanta and staleness in work units."""
+    return {"queue_boundaries": list(QUEUE_BOUNDARIES), "quanta": list(QUANTA), "stale_after": STALE_AFTER}
