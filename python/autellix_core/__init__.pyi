@@ -8,7 +8,8 @@ least urgent running call for a waiting one in a strictly more urgent queue when
 and promotes a waiting call once (W_p + W_c) / (T_p + T_c) >= starvation_ratio: to queue 0, ahead
 of every waiting call, but it waits for a free slot rather than preempt (no preemption chains).
 
-Ids are caller-chosen ints, unique while live. Times are seconds from any monotonic clock;
+Ids are caller-chosen ints, unique while live. Times are in any monotonic unit (seconds, or the
+vLLM plug-in's engine work units: autellix.work_units), the same for `now` and service;
 `now` never goes backwards. Every operation validates all of its input first: one that raises
 changes nothing.
 """
