@@ -19,11 +19,6 @@ import autellix
 DEFAULT_MESSAGES = ["Hello! Who are you?", "What can you help me with?", "Tell me a short story.", "Thanks!"]
 
 
-def seconds(value: object) -> str:
-    """The server reports service and waiting times in seconds of engine time."""
-    return f"{value:.3f} s" if isinstance(value, (int, float)) else "n/a"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("messages", nargs="*", help="user turns (defaults fill in when fewer than --turns)")
@@ -79,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 previous = [call_id]
             info = program.info()
     print(f"\nChat done: {turns} turns, {tokens} completion tokens")
-    print(f"Program {program.id}: {len(info.get('calls') or [])} calls, attained service {seconds(info.get('attained_service'))}")
+    print(f"Program {program.id}: {len(info.get('calls') or [])} calls, attained service {info.get('attained_service') or 0:.0f} work units")
     return 0
 
 

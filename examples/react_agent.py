@@ -22,8 +22,6 @@ the next step of a scripted plan for the question instead; it always stops after
 from __future__ import annotations
 
 import argparse
-import ast
-import operator
 import re
 import sys
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import autellix
+from local_tools import calculator
 
 DEMO_QUESTION = "What is (17 + 25) * 3 - 12 / 4, and which file defines the calculator tool?"
 
@@ -40,44 +39,6 @@ search[text]: finds lines containing text in the project files
 Reply with one line "Action: tool[input]" to use a tool, or "Final Answer: ..." when done."""
 
 # -- tools -------------------------------------------------------------------------------------
-
-_BINARY: dict[type, Callable[[float, float], float]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}
-_UNARY: dict[type, Callable[[float], float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-
-
-def calculator(expression: str) -> str:
-    """Evaluates plain arithmetic by walking its syntax tree; anything else is rejected."""
-    if len(expression) > 200:
-        raise ValueError("expression too long")
-    tree = ast.parse(expression.strip(), mode="eval")
-
-    def walk(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return node.value
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](walk(node.operand))
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1e6):
-                raise ValueError("exponent too large")  # 9**9**9 would hang the agent
-            return _BINARY[type(node.op)](left, right)
-        raise ValueError(f"not arithmetic: {ast.dump(node)[:40]}")
-
-    value = walk(tree)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
 
 def make_search(folder: Path, limit: int = 5) -> Callable[[str], str]:
     def search(text: str) -> str:
@@ -204,15 +165,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"Final answer: {answer if answer is not None else f'(none: stopped after {args.max_steps} steps)'}")
     print(
         f"Program {info.get('id', program.id)}: {len(info.get('calls') or [])} calls, "
-        f"attained service {seconds(info.get('attained_service'))}, waiting time {seconds(info.get('waiting_time'))}"
+        f"attained service {info.get('attained_service') or 0:.0f} work units, waiting time {info.get('waiting_time') or 0:.0f} work units"
     )
     print(f"Program ended: aborted calls {(program.ended or {}).get('aborted_calls')}")
     return 0
-
-
-def seconds(value: object) -> str:
-    """The server reports service and waiting times in seconds of engine time."""
-    return f"{value:.3f} s" if isinstance(value, (int, float)) else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:

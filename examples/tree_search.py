@@ -97,7 +97,7 @@ async def search(args: argparse.Namespace) -> int:
         print(f"Calls issued: {calls}")
         print(
             f"Program {program.id}: {len(info.get('calls') or [])} calls, "
-            f"critical path {seconds(info.get('critical_path'))}, attained service {seconds(info.get('attained_service'))}"
+            f"critical path {info.get('critical_path') or 0:.0f} work units, attained service {info.get('attained_service') or 0:.0f} work units"
         )
         print(f"Program ended: aborted calls {(program.ended or {}).get('aborted_calls')}")
     return 0
@@ -119,11 +119,6 @@ def print_tree(root: Node) -> None:
                 next_node = child.children[0]
         node = next_node
         depth += 1
-
-
-def seconds(value: object) -> str:
-    """The server reports service and waiting times in seconds of engine time."""
-    return f"{value:.3f} s" if isinstance(value, (int, float)) else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,3 +44,13 @@ def in_process_engine(model: Path, **engine_args: Any) -> Iterator[Any]:
 
 def scheduler_of(llm: Any) -> Any:
     return llm.llm_engine.engine_core.engine_core.scheduler
+
+
+# A random-weight model writes whitespace forever where JSON allows it: compact JSON only.
+COMPACT_JSON = {"backend": "xgrammar", "disable_any_whitespace": True}
+COLOR_SCHEMA = {
+    "type": "object",
+    "properties": {"color": {"enum": ["red", "green", "blue"]}},
+    "required": ["color"],
+    "additionalProperties": False,
+}

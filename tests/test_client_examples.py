@@ -232,7 +232,7 @@ def test_openai_sdk_with_program_header(server: str, model: str) -> None:
 
 def test_example_react_agent(server: str) -> None:
     out = run_example("react_agent.py", server).stdout
-    assert "Final answer: 123 (the calculator is defined in react_agent.py)" in out
+    assert "Final answer: 123 (the calculator is defined in local_tools.py)" in out
     assert out.count("  Observation: ") == 3
     assert " 4 calls, attained service " in out
     assert "Program ended: aborted calls 0" in out

@@ -11,7 +11,7 @@ import pytest
 
 from autellix.contract import PROGRAM_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
 from autellix.models import TINY_MODEL, resolve_model
-from engine_helpers import in_process_engine, scheduler_of
+from engine_helpers import COLOR_SCHEMA, COMPACT_JSON, in_process_engine, scheduler_of
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -158,14 +158,6 @@ def test_anti_starvation_lets_a_heavy_program_finish_under_a_stream_of_light_one
     assert order.index("heavy") < len(order) - 10
 
 
-# A random-weight model writes whitespace forever where JSON allows it: compact JSON only.
-COMPACT_JSON = {"backend": "xgrammar", "disable_any_whitespace": True}
-COLOR_SCHEMA = {
-    "type": "object",
-    "properties": {"color": {"enum": ["red", "green", "blue"]}},
-    "required": ["color"],
-    "additionalProperties": False,
-}
 GRAMMAR_WAIT = 120.0  # seconds; only reached if compilation itself hangs
 
 

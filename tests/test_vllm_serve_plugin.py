@@ -26,17 +26,10 @@ import pytest
 
 from autellix.contract import SESSION_HEADER, SESSION_PROGRAMS, SOLO_PROGRAMS
 from autellix.models import TINY_MODEL, resolve_model
+from engine_helpers import COLOR_SCHEMA, COMPACT_JSON
 
 START_TIMEOUT = 240.0
 REQUEST_TIMEOUT = 120.0
-# A random-weight model writes whitespace forever where JSON allows it: compact JSON only.
-COMPACT_JSON = {"backend": "xgrammar", "disable_any_whitespace": True}
-COLOR_SCHEMA = {
-    "type": "object",
-    "properties": {"color": {"enum": ["red", "green", "blue"]}},
-    "required": ["color"],
-    "additionalProperties": False,
-}
 
 
 def _free_port() -> int:
