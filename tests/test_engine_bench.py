@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from autellix import work_units
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
     pytest.mark.filterwarnings("ignore::FutureWarning"),
@@ -21,15 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.timeout(900)  # two engine starts; slow when the cores are shared
 def test_quick_engine_bench(tmp_path):
-    # --rates and --queue-unit given: no calibration, both engines start side by side.
+    # --rates given: no calibration, both engines start side by side.
     cmd = [sys.executable, str(ROOT / "bench" / "engine_programs.py"), "--quick", "--schedulers", "vllm,plas",
-           "--programs", "3", "--rates", "4", "--queue-unit", "0.05", "--out", str(tmp_path), "--name", "t"]
+           "--programs", "3", "--rates", "4", "--out", str(tmp_path), "--name", "t"]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=880)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     doc = json.loads((tmp_path / "t.json").read_text())
     assert (tmp_path / "t.md").read_text().startswith("# Engine bench `t`")
     assert (tmp_path / "t.png").stat().st_size > 0
-    assert doc["meta"]["queue_boundaries_s"] == pytest.approx([0.05 * m for m in (1, 2, 4, 8, 16, 32, 64)])
+    # Autellix runs on the plug-in's defaults: the bench sets no ladder of its own.
+    assert doc["meta"]["autellix"]["queue_boundaries_units"] == list(work_units.QUEUE_BOUNDARIES)
     assert {p["series"] for p in doc["points"]} == {"vllm", "plas"}
     assert len(doc["seed_points"]) == 2
     for point in doc["seed_points"]:

@@ -1,17 +1,30 @@
-"""Starting the engines under comparison, all with the same vLLM settings."""
+"""Starting the engines under comparison, all with the same vLLM settings.
+
+A series is a name for one engine configuration: `vllm` (vanilla vLLM, FCFS, prefix caching on:
+the paper's vLLM-opt, the baseline), `vllm-noprefix` (the same without prefix caching: the paper's
+plain vLLM) and the Autellix policies (`plas`, `atlas`, ...). Autellix engines get no queue
+boundaries or quanta from the bench: the plug-in's defaults (autellix.work_units, in engine work
+units) apply, so the results are what an out-of-the-box deployment gets.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from autellix.contract import ENGINE_SCHEDULERS, VANILLA_VLLM
 from autellix.engine.driver import EngineDriver
 from autellix.engine.options import EngineOptions
 
-# The core's default boundaries (1, 2, ... 64 s of attained service) in units of its first one:
-# they are for an A100-sized engine whose short calls take about a second. Here the unit is this
-# engine's median call service time (see calibrate.queue_unit), so the queues keep their meaning.
-DEFAULT_BOUNDARY_MULTIPLES = (1, 2, 4, 8, 16, 32, 64)
+# series -> (scheduler, extra engine args)
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vllm-noprefix": (VANILLA_VLLM, {"enable_prefix_caching": False}),
+}
+SERIES = (*ENGINE_SCHEDULERS, *VARIANTS)
+
+
+def scheduler_of(series: str) -> str:
+    return VARIANTS[series][0] if series in VARIANTS else series
 
 
 @dataclass(frozen=True)
@@ -21,7 +34,6 @@ class EngineSettings:
     kv_cache_mib: int = 256
     max_num_batched_tokens: int | None = None
     starvation_ratio: float | None = None  # None: the core's default
-    quanta_scale: float = 1.0  # x the core's default quanta (each queue's range width)
     # KV block size in tokens (None: vLLM's CPU default, 128). A call preempted by recompute
     # loses its last, partly filled block; prefix caching keeps the full ones.
     block_size: int | None = None
@@ -35,34 +47,23 @@ class EngineSettings:
         return args
 
 
-def queue_boundaries(unit: float) -> list[float]:
-    return [round(unit * m, 6) for m in DEFAULT_BOUNDARY_MULTIPLES]
-
-
-def quanta(unit: float, scale: float) -> list[float]:
-    """The core's default quanta (the width of each queue's range, the last repeated), scaled."""
-    bounds = [0.0, *queue_boundaries(unit)]
-    widths = [hi - lo for lo, hi in zip(bounds, bounds[1:])]
-    return [round(w * scale, 6) for w in [*widths, widths[-1]]]
-
-
-def options(scheduler: str, settings: EngineSettings, unit: float | None) -> EngineOptions:
-    autellix = scheduler != "vllm"
-    scaled = autellix and unit and settings.quanta_scale != 1.0
+def options(series: str, settings: EngineSettings) -> EngineOptions:
+    if series not in SERIES:
+        raise ValueError(f"unknown series {series!r}: expected one of {', '.join(SERIES)}")
+    scheduler = scheduler_of(series)
+    extra = VARIANTS[series][1] if series in VARIANTS else {}
     return EngineOptions(
         model="tiny",
         scheduler=scheduler,
         max_num_seqs=settings.max_num_seqs,
         max_model_len=settings.max_model_len,
         kv_cache_memory_bytes=settings.kv_cache_mib << 20,
-        queue_boundaries=queue_boundaries(unit) if autellix and unit else None,
-        quanta=quanta(unit, settings.quanta_scale) if scaled and unit else None,
-        starvation_ratio=settings.starvation_ratio if autellix else None,
-        engine_args=settings.engine_args(),
+        starvation_ratio=settings.starvation_ratio if scheduler != VANILLA_VLLM else None,
+        engine_args=settings.engine_args() | extra,
     )
 
 
-async def start(scheduler: str, settings: EngineSettings, unit: float | None) -> EngineDriver:
-    driver = EngineDriver(options(scheduler, settings, unit))
+async def start(series: str, settings: EngineSettings) -> EngineDriver:
+    driver = EngineDriver(options(series, settings))
     await driver.start()
     return driver

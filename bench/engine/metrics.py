@@ -4,6 +4,12 @@ Program latency = finish of its last call - its arrival (for a DAG, the critical
 included); token latency = latency / all output tokens of the program (the paper's metric). A
 point whose programs did not all finish within its wall limit has infinite latency, which is how
 autellix.sim.sweep's throughput table reads a saturated point.
+
+Per-program slowdown = a program's latency / its reference latency, the same program's lowest
+latency under any series at the lowest swept rate of its seed (a seed's programs are the same at
+every rate, only their arrivals scale). That is the near-unloaded latency, not the program served
+alone (which the bench does not measure: it would cost a whole extra pass), so the slowdowns
+understate the paper's by the queueing at the lowest rate.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from autellix.sim.metrics import latency_fields
 from engine.replay import PointRun
 
 LATENCY_KEYS = ("mean_latency", "p50_latency", "p95_latency", "p99_latency",
-                "mean_token_latency", "p95_token_latency", "p99_token_latency")
+                "mean_token_latency", "p95_token_latency", "p99_token_latency", "mean_slowdown", "p95_slowdown")
 
 
 def _mean(xs: list[float]) -> float:
@@ -55,7 +61,26 @@ def summarize_point(run: PointRun) -> dict[str, Any]:
         },
         # per program: output tokens asked, tokens received, finished (the test checks these)
         "program_tokens": [[r.program.output_tokens, r.tokens, r.finish >= 0] for r in run.records],
+        # per program, in the point's order: latency (s), None if it did not finish
+        "program_latency": [r.finish - r.arrival if r.finish >= 0 else None for r in run.records],
     }
+
+
+def add_slowdowns(points: list[dict[str, Any]]) -> None:
+    """mean_slowdown and p95_slowdown on every seed point (see the module docstring)."""
+    from autellix.sim.metrics import percentile
+
+    for (workload, seed) in dict.fromkeys((p["workload"], p["seed"]) for p in points):
+        group = [p for p in points if p["workload"] == workload and p["seed"] == seed]
+        lowest = min(p["rate"] for p in group)
+        ref: list[float | None] = []
+        for lats in zip(*(p["program_latency"] for p in group if p["rate"] == lowest)):
+            done = [x for x in lats if x is not None]
+            ref.append(min(done) if done else None)
+        for p in group:
+            slow = [lat / r for lat, r in zip(p["program_latency"], ref) if lat is not None and r]
+            p["mean_slowdown"] = _mean(slow)
+            p["p95_slowdown"] = percentile(slow, 95) if slow else math.nan
 
 
 def add_overhead(point: dict[str, Any], before: dict[str, float], after: dict[str, float]) -> None:
@@ -96,7 +121,7 @@ def median_over_seeds(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (workload, series, rate), group in groups.items():
         merged: dict[str, Any] = {"workload": workload, "series": series, "rate": rate,
                                   "seeds": [p["seed"] for p in group]}
-        keys = dict.fromkeys(k for p in group for k in p if k not in merged and k not in ("seed", "program_tokens", "mean_latency_by_kind"))
+        keys = dict.fromkeys(k for p in group for k in p if k not in merged and k not in ("seed", "program_tokens", "program_latency", "mean_latency_by_kind"))
         for k in keys:
             values = [p[k] for p in group if k in p]
             if k in LATENCY_KEYS:

@@ -1,13 +1,23 @@
 """The simulator's workloads, shrunk to what a 2-core CPU engine serves in seconds.
 
-Lengths are multiplied by ``token_scale`` and capped, delays by ``delay_scale`` (the tiny model's context is 2,048 tokens);
-chains keep their first ``max_calls`` calls and LATS its first ``lats_iterations`` iterations
-(5 parallel expansions + 1 evaluation each), so the DAG shapes and the prefix sharing stay those
-of the trace while a program costs a fraction of a second of engine time.
+Lengths are multiplied by ``token_scale`` and capped, delays by ``delay_scale`` (the tiny model's
+context is 2,048 tokens). The number of calls is cut one of two ways:
+
+* ``call_fraction`` (the default): each program keeps a random ``call_fraction`` of its calls
+  (stochastically rounded, at least one), so a program with 80 calls still has ~20 and the heavy
+  tail that least-attained-service exploits survives. Chains keep a random subset of their calls,
+  in order, re-linked into a chain; LATS keeps whole iterations (5 parallel expansions + the
+  evaluation that joins them), re-linked so the DAG stays valid. The sample depends only on the
+  workload, the seed and the program (not on the rate or the scheduler): every scheduler, and every
+  rate of a seed, serves the same programs.
+* truncation (``call_fraction=None``): chains keep their first ``max_calls`` calls, LATS its first
+  ``lats_iterations`` iterations (the bench's earlier scaling: every program is light).
 """
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass, replace
 
 from autellix.sim.trace import Call, Program
@@ -19,8 +29,9 @@ class Scaling:
     token_scale: float = 0.25
     max_prompt: int = 768
     max_output: int = 192
-    max_calls: int = 8  # chains (sharegpt, bfcl)
-    lats_iterations: int = 2
+    call_fraction: float | None = 0.25  # None: truncate with max_calls / lats_iterations
+    max_calls: int = 8  # chains (sharegpt, bfcl), truncation only
+    lats_iterations: int = 2  # truncation only
     # Tool and think time between calls, scaled like the calls themselves: a call here takes a
     # fraction of the A100 call time the trace's delays were drawn against.
     delay_scale: float = 0.25
@@ -37,20 +48,63 @@ def _scale_call(call: Call, s: Scaling) -> Call:
                    prefix_tokens=max(prefix, 0))
 
 
-def shrink(program: Program, s: Scaling) -> Program:
+def _keep_count(n: int, fraction: float, rng: random.Random) -> int:
+    """round(n * fraction), stochastically (so the expected kept share is exactly ``fraction``), >= 1."""
+    exact = n * fraction
+    k = math.floor(exact) + (rng.random() < exact - math.floor(exact))
+    return max(1, min(n, k))
+
+
+def _as_root(call: Call) -> Call:
+    return replace(call, parents=(), delay=0.0, prefix_tokens=0)
+
+
+def _sample_chain(calls: list[Call], fraction: float, rng: random.Random) -> list[Call]:
+    keep = sorted(rng.sample(range(len(calls)), _keep_count(len(calls), fraction, rng)))
+    out: list[Call] = []
+    for j, i in enumerate(keep):
+        c = replace(calls[i], call_id=f"c{j}", parents=(f"c{j - 1}",) if j else ())
+        out.append(c if j else _as_root(c))
+    return out
+
+
+def _sample_lats(calls: list[Call], fraction: float, rng: random.Random) -> list[Call]:
+    size = PROFILES["lats"].width + 1  # expansions, then the evaluation joining them
+    iterations = [calls[i:i + size] for i in range(0, len(calls), size)]
+    keep = sorted(rng.sample(range(len(iterations)), _keep_count(len(iterations), fraction, rng)))
+    out: list[Call] = []
+    parent: str | None = None
+    for i in keep:
+        *expansions, evaluation = iterations[i]
+        children = []
+        for c in expansions:
+            cid = f"c{len(out)}"
+            c = replace(c, call_id=cid, parents=(parent,)) if parent else _as_root(replace(c, call_id=cid))
+            out.append(c)
+            children.append(cid)
+        parent = f"c{len(out)}"
+        out.append(replace(evaluation, call_id=parent, parents=tuple(children)))
+    return out
+
+
+def shrink(program: Program, s: Scaling, seed: int = 0) -> Program:
     """A smaller copy of one program: fewer calls, shorter prompts and outputs."""
-    if program.workload == "lats":
-        keep = s.lats_iterations * (PROFILES["lats"].width + 1)
+    lats = program.workload == "lats"
+    if s.call_fraction is None:
+        keep = s.lats_iterations * (PROFILES["lats"].width + 1) if lats else s.max_calls
+        kept = program.calls[:keep]
     else:
-        keep = s.max_calls
-    calls = [_scale_call(c, s) for c in program.calls[:keep]]
+        rng = random.Random(f"calls:{program.workload}:{seed}:{program.program_id}")
+        kept = (_sample_lats if lats else _sample_chain)(program.calls, s.call_fraction, rng)
+    calls = [_scale_call(c, s) for c in kept]
     system = min(round(program.system_tokens * s.token_scale), min(c.prompt_tokens for c in calls))
     return replace(program, calls=calls, system_tokens=system)
 
 
 def programs_for_point(workload: str, rate: float, count: int, seed: int, s: Scaling) -> list[Program]:
-    """``count`` programs of the workload arriving at ``rate`` programs/s, shrunk by ``s``."""
-    return [shrink(p, s) for p in generate(workload, rate, count, seed)]
+    """``count`` programs of the workload arriving at ``rate`` programs/s, shrunk by ``s``. The
+    programs (and their sampled calls) are the same at every rate of a seed; only arrivals scale."""
+    return [shrink(p, s, seed) for p in generate(workload, rate, count, seed)]
 
 
 def output_tokens(programs: list[Program]) -> int:
