@@ -17,7 +17,7 @@ MAX_METADATA_BYTES = 16 << 10
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object (413 if over the size limit, raised by aiohttp)."""
     raw = await request.read()
-    if not raw.strip():
+    if not raw or raw.isspace():  # (strip() would copy the whole body)
         raise bad_request("the request body is empty: expected a JSON object")
     try:
         data = json.loads(raw)

@@ -42,7 +42,17 @@ class CallIdentity:
     parent_ids: tuple[str, ...]
 
 
-def _xargs(body: Mapping[str, Any]) -> Mapping[str, Any]:
+# Where each value was found, as error messages name it.
+_WHERE_PROGRAM = (
+    f"the {PROGRAM_HEADER} header", PROGRAM_FIELD, f"{XARGS_FIELD}.{PROGRAM_KEY}",
+    f"the {SESSION_HEADER} header", SESSION_FIELD, f"{XARGS_FIELD}.{SESSION_KEY}",
+    f"{XARGS_FIELD}.{AGENTIC_CONTEXT}.program_id",
+)
+_WHERE_THREAD = (f"the {THREAD_HEADER} header", THREAD_FIELD, f"{XARGS_FIELD}.{THREAD_KEY}")
+_WHERE_PARENTS = (PARENTS_FIELD, f"{XARGS_FIELD}.{PARENTS_KEY}")
+
+
+def _xargs(body: Mapping[str, Any]) -> dict[str, Any]:
     xargs = body.get(XARGS_FIELD)
     if xargs is None:
         return {}
@@ -63,26 +73,23 @@ def _agentic_context(xargs: Mapping[str, Any]) -> Any:
     return context
 
 
-def _program_candidates(body: Mapping[str, Any], headers: Mapping[str, str]) -> list[tuple[str, Any]]:
-    """(where, value) in the order the contract gives; the first value given wins."""
-    xargs = _xargs(body)
+def _program_candidates(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> list[Any]:
+    """The values in the order the contract gives (where each is from: `_WHERE_PROGRAM`)."""
     context = _agentic_context(xargs)
     return [
-        (f"the {PROGRAM_HEADER} header", headers.get(PROGRAM_HEADER)),
-        (PROGRAM_FIELD, body.get(PROGRAM_FIELD)),
-        (f"{XARGS_FIELD}.{PROGRAM_KEY}", xargs.get(PROGRAM_KEY)),
-        (f"the {SESSION_HEADER} header", headers.get(SESSION_HEADER)),
-        (SESSION_FIELD, body.get(SESSION_FIELD)),
-        (f"{XARGS_FIELD}.{SESSION_KEY}", xargs.get(SESSION_KEY)),
-        (
-            f"{XARGS_FIELD}.{AGENTIC_CONTEXT}.program_id",
-            context.get("program_id") if isinstance(context, dict) else None,
-        ),
+        headers.get(PROGRAM_HEADER),
+        body.get(PROGRAM_FIELD),
+        xargs.get(PROGRAM_KEY),
+        headers.get(SESSION_HEADER),
+        body.get(SESSION_FIELD),
+        xargs.get(SESSION_KEY),
+        context.get("program_id") if isinstance(context, dict) else None,
     ]
 
 
-def _program_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
-    for where, value in _program_candidates(body, headers):
+def _program_id(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
+    """The first value given wins."""
+    for where, value in zip(_WHERE_PROGRAM, _program_candidates(body, xargs, headers)):
         if value is None:
             continue
         if isinstance(value, int) and not isinstance(value, bool):
@@ -100,14 +107,10 @@ def _program_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | No
     return None
 
 
-def _thread_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> int | None:
+def _thread_id(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> int | None:
     header = headers.get(THREAD_HEADER)
-    given: list[tuple[str, Any]] = [
-        (f"the {THREAD_HEADER} header", header.strip() if header is not None else None),
-        (THREAD_FIELD, body.get(THREAD_FIELD)),
-        (f"{XARGS_FIELD}.{THREAD_KEY}", _xargs(body).get(THREAD_KEY)),
-    ]
-    for where, value in given:
+    given = (header.strip() if header is not None else None, body.get(THREAD_FIELD), xargs.get(THREAD_KEY))
+    for where, value in zip(_WHERE_THREAD, given):
         if value is None:
             continue
         if isinstance(value, str):
@@ -121,9 +124,9 @@ def _thread_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> int | Non
     return None
 
 
-def _parent_ids(body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[str, ...]:
+def _parent_ids(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[str, ...]:
     parents: list[str] = []
-    for where, value in ((PARENTS_FIELD, body.get(PARENTS_FIELD)), (f"{XARGS_FIELD}.{PARENTS_KEY}", _xargs(body).get(PARENTS_KEY))):
+    for where, value in zip(_WHERE_PARENTS, (body.get(PARENTS_FIELD), xargs.get(PARENTS_KEY))):
         if value is None:
             continue
         if isinstance(value, str):
@@ -140,10 +143,12 @@ def _parent_ids(body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[st
 
 
 def call_identity(body: MutableMapping[str, Any], headers: Mapping[str, str]) -> CallIdentity:
-    identity = CallIdentity(_program_id(body, headers), _thread_id(body, headers), _parent_ids(body, headers))
+    xargs = _xargs(body)
+    identity = CallIdentity(
+        _program_id(body, xargs, headers), _thread_id(body, xargs, headers), _parent_ids(body, xargs, headers)
+    )
     for name in (PROGRAM_FIELD, THREAD_FIELD, PARENTS_FIELD):
         body.pop(name, None)
-    xargs = body.get(XARGS_FIELD)
-    if isinstance(xargs, dict) and isinstance(xargs.get(AGENTIC_CONTEXT), dict):
+    if isinstance(xargs.get(AGENTIC_CONTEXT), dict):
         del xargs[AGENTIC_CONTEXT]  # read here; vLLM's models would refuse an object value
     return identity

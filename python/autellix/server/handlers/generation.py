@@ -10,11 +10,12 @@ and formats every response, stream chunk and error; this module only moves them 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -26,6 +27,10 @@ from autellix.server.identity import call_identity
 from autellix.server.schemas import check_json_schemas
 from autellix.server.state import CALLS, SERVING, owner_of
 from autellix.server.vllm_serving import ServingLayer
+
+if TYPE_CHECKING:  # vLLM is loaded once the engines start
+    from vllm.entrypoints.serve.engine.protocol import ErrorResponse
+    from vllm.exceptions import VLLMValidationError
 
 log = logging.getLogger("autellix.server")
 
@@ -46,24 +51,29 @@ class Route:
     anthropic: bool = False
 
 
+# vLLM's request models: imported on first use, then cached (not an import statement per call).
+@functools.cache
 def _chat_model() -> type[BaseModel]:
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 
     return ChatCompletionRequest
 
 
+@functools.cache
 def _completion_model() -> type[BaseModel]:
     from vllm.entrypoints.openai.completion.protocol import CompletionRequest
 
     return CompletionRequest
 
 
+@functools.cache
 def _responses_model() -> type[BaseModel]:
     from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
 
     return ResponsesRequest
 
 
+@functools.cache
 def _messages_model() -> type[BaseModel]:
     from vllm.entrypoints.anthropic.protocol import AnthropicMessagesRequest
 
@@ -127,14 +137,22 @@ def validation_error(error: ValidationError) -> ApiError:
     return ApiError(400, f"{param}: {first.get('msg', 'invalid value')}" if param else str(first.get("msg")), param=param)
 
 
-def _validate(route: Route, body: dict[str, Any]) -> Any:
+@functools.cache
+def _vllm_errors() -> tuple[type[VLLMValidationError], type[ErrorResponse]]:
+    """vLLM's VLLMValidationError and ErrorResponse, imported on first use."""
+    from vllm.entrypoints.serve.engine.protocol import ErrorResponse
     from vllm.exceptions import VLLMValidationError
 
+    return VLLMValidationError, ErrorResponse
+
+
+def _validate(route: Route, body: dict[str, Any]) -> Any:
+    vllm_validation_error, _ = _vllm_errors()
     try:
         return route.request_model().model_validate(body)
     except ValidationError as e:
         raise validation_error(e) from None
-    except VLLMValidationError as e:  # raised by vLLM's model validators as they are
+    except vllm_validation_error as e:  # raised by vLLM's model validators as they are
         raise ApiError(400, str(e), param=e.parameter) from None
     except (ValueError, TypeError) as e:
         raise ApiError(400, str(e)) from None
@@ -181,9 +199,7 @@ async def _serve(request: web.Request, route: Route) -> web.StreamResponse:
 
 
 def _is_error(result: Any) -> bool:
-    from vllm.entrypoints.serve.engine.protocol import ErrorResponse
-
-    return isinstance(result, ErrorResponse)
+    return isinstance(result, _vllm_errors()[1])
 
 
 def _engine_error(calls: Any, error: Exception) -> Any:
