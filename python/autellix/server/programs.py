@@ -47,6 +47,7 @@ class CallRecord:
     # The ids vLLM's serving layer gave the engine for this call (one per prompt or turn).
     engine_requests: list[str] = field(default_factory=list)
     live_requests: set[str] = field(default_factory=set)
+    aliases: list[str] = field(default_factory=list)  # its other names in the program's index
 
     @property
     def time_to_first_token(self) -> float:
@@ -105,17 +106,21 @@ class Program:
         if self.first_arrival is None:
             self.first_arrival = record.arrival
         if len(self.calls) > MAX_CALL_RECORDS:
-            for call_id in list(self.calls):
-                if call_id not in self.active:
-                    self._forget(self.calls.pop(call_id))
-                    break
+            # The oldest finished record goes: records are in arrival order, so only calls still
+            # running stand before it (a long program's call costs O(1), not O(records)).
+            oldest = next((call_id for call_id in self.calls if call_id not in self.active), None)
+            if oldest is not None:
+                self._forget(self.calls.pop(oldest))
 
     def _forget(self, record: CallRecord) -> None:
-        for name in [name for name, call_id in self.aliases.items() if call_id == record.id]:
-            del self.aliases[name]
+        for name in record.aliases:
+            self.aliases.pop(name, None)
 
     def alias(self, name: str, call_id: str) -> None:
         self.aliases[name] = call_id
+        record = self.calls.get(call_id)
+        if record is not None:
+            record.aliases.append(name)
 
     def find_call(self, name: str) -> CallRecord | None:
         """A call of this program by its call id, response id or engine request id."""
