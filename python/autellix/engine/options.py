@@ -35,6 +35,14 @@ class EngineOptions:
     short_call_tokens: int = 2048
     served_model_name: str | None = None
     seed: int = 0
+    # Scale-out (engine/ray_replicas.py): with `ray_address` ("auto", "host:port") the replicas are
+    # Ray actors on that cluster, each asking for `ray_num_cpus` CPUs (one GPU on GPU clusters)
+    # and the custom `ray_resources`; Ray restarts a dead one up to `ray_max_restarts` times
+    # (-1: always). The model must be at the same path on every node.
+    ray_address: str | None = None
+    ray_num_cpus: float = 1.0
+    ray_resources: dict[str, float] | None = None
+    ray_max_restarts: int = 4
     # Anything else AsyncEngineArgs accepts (enforce_eager, dtype, ...), passed through.
     engine_args: dict[str, Any] = field(default_factory=dict)
 

@@ -46,6 +46,10 @@ def register(subparsers: Any) -> None:
                    "(default: smollm2-135m-instruct, converted on first use)")
     e.add_argument("--served-model-name", help="the name clients use in 'model' (default: from --model)")
     e.add_argument("--engines", type=positive_int, default=1, help="engine replicas (default 1)")
+    e.add_argument("--ray", metavar="ADDRESS", dest="ray_address",
+                   help="run the replicas as Ray actors on the cluster at ADDRESS (as ray.init takes it: auto or "
+                   "host:port), spread over its nodes; needs the 'ray' extra and the model at the same path on "
+                   "every node (default: local replicas)")
     e.add_argument("--policy", choices=ENGINE_SCHEDULERS, default=DEFAULT_POLICY,
                    help="scheduling policy; 'vllm' is vanilla vLLM's scheduler (default plas)")
     e.add_argument("--max-num-seqs", type=positive_int, default=64, help="calls running at once per engine (default 64)")
@@ -109,6 +113,7 @@ def serve(args: argparse.Namespace) -> int:
         starvation_ratio=args.starvation_ratio,
         served_model_name=args.served_model_name,
         engine_args={"enforce_eager": args.enforce_eager},
+        ray_address=args.ray_address,
     )
     settings = ServerSettings(
         host=args.host,
