@@ -117,3 +117,64 @@ def test_simulate_without_chunked_prefill(capsys):
     assert whole["completed"] == chunked["completed"] == 10
     assert whole["output_tokens"] == chunked["output_tokens"]
     assert whole["engine_steps"] > chunked["engine_steps"]  # prefill steps no longer carry decode tokens
+
+
+# Two calls of 100 decode steps each: ~0.8 s of simulated time on the A100 preset. In work units they
+# pass the first boundary (64 units) and are demoted; in seconds they stay under the core's 1 s boundary.
+TWO_CALLS = (
+    '{"program_id": "a", "arrival": 0, "calls": [{"call_id": "c", "prompt_tokens": 16, "output_tokens": 100}]}\n'
+    '{"program_id": "b", "arrival": 0.01, "calls": [{"call_id": "c", "prompt_tokens": 16, "output_tokens": 100}]}\n'
+)
+
+
+@pytest.fixture
+def seen_engines(monkeypatch):
+    """Records, for every simulation run, each engine's clock, its core's queue boundaries and the core's
+    demotions."""
+    from autellix.sim.simulator import Simulator
+
+    seen = []
+    run = Simulator.run
+
+    def recording_run(self, *args, **kwargs):
+        res = run(self, *args, **kwargs)
+        seen.append([(e.clock, tuple(getattr(e.sched, "queue_boundaries", ())),
+                      e.sched.stats()["demotions"] if hasattr(e.sched, "stats") else None) for e in self.engines])
+        return res
+
+    monkeypatch.setattr(Simulator, "run", recording_run)
+    return seen
+
+
+def test_simulate_clock_reaches_the_engines(tmp_path, capsys, seen_engines):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(TWO_CALLS)
+    base = ["simulate", "--trace", str(trace), "--policy", "plas", "--json", "--no-progress"]
+    assert main(base) == 0  # default: work units, the plug-in's ladder
+    work = json.loads(capsys.readouterr().out)
+    assert main([*base, "--clock", "seconds"]) == 0
+    seconds = json.loads(capsys.readouterr().out)
+    assert main([*base, "--clock", "work", "--queue-boundaries", "500,1000"]) == 0
+    capsys.readouterr()
+    assert seen_engines == [[("work", (64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0), 2)],
+                            [("seconds", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), 0)],
+                            [("work", (500.0, 1000.0), 0)]]
+    assert work["clock"] == "work" and seconds["clock"] == "seconds"
+    assert work["completed"] == seconds["completed"] == 2
+    with pytest.raises(SystemExit):
+        main([*base, "--clock", "minutes"])
+
+
+def test_sweep_clock_reaches_the_engines_and_the_outputs(tmp_path, seen_engines):
+    args = ["sweep", "--workloads", "sharegpt", "--policies", "fcfs,plas", "--rates", "2", "--programs", "5",
+            "--out", str(tmp_path), "--quiet", "--no-plot"]
+    assert main([*args, "--name", "w"]) == 0
+    assert main([*args, "--name", "s", "--clock", "seconds"]) == 0
+    clocks = [[(clock, bounds) for clock, bounds, _ in engines] for engines in seen_engines]
+    assert clocks == [[("work", ())], [("work", (64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0))],
+                      [("seconds", ())], [("seconds", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0))]]
+    for name, clock in (("w", "work"), ("s", "seconds")):
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["meta"]["clock"] == clock
+        assert {p["clock"] for p in data["points"]} == {clock}
+        assert f'- clock: `"{clock}"`' in (tmp_path / f"{name}.md").read_text()

@@ -12,6 +12,7 @@ from typing import Any
 
 from autellix.arg_types import nonneg_int, positive_float, positive_int
 from autellix.contract import CORE_POLICIES
+from autellix.sim.engine import CLOCKS
 
 __all__ = ["register"]
 
@@ -51,8 +52,17 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-chunked-prefill", action="store_true",
                    help="prefill-only steps of whole prompts, decoding stalls (vLLM V0 without chunked prefill)")
     s = p.add_argument_group("scheduler (core policies)")
-    s.add_argument("--queue-boundaries", type=_float_list, metavar="S1,S2,...", help="K-1 attained-service thresholds (s)")
-    s.add_argument("--quanta", type=_float_list, metavar="Q1,...,QK", help="K per-queue quanta (s)")
+    s.add_argument("--clock", choices=CLOCKS, default="work",
+                   help="the scheduler's clock: 'work' = engine work units (one decode step = 1 unit, prefill "
+                        "1/32 unit per prompt token), as the vLLM plug-in runs it, with the ladder 64, 128, ..., "
+                        "8192 units unless --queue-boundaries is given; 'seconds' = simulated seconds, with the "
+                        "core's 1, 2, ..., 64 s ladder (default work)")
+    s.add_argument("--queue-boundaries", type=_float_list, metavar="S1,S2,...",
+                   help="K-1 attained-service thresholds in the scheduler's clock: engine work units, or "
+                        "seconds with --clock seconds")
+    s.add_argument("--quanta", type=_float_list, metavar="Q1,...,QK",
+                   help="K per-queue quanta in the scheduler's clock: engine work units, or seconds with "
+                        "--clock seconds")
     s.add_argument("--starvation-ratio", type=float, help="anti-starvation beta (inf disables)")
 
 
@@ -117,12 +127,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise SystemExit("autellix simulate: give --trace FILE, or --workload, --rate and --programs")
         programs = generate(args.workload, args.rate, args.programs, args.seed)
         source = {"workload": args.workload, "rate": args.rate, "seed": args.seed}
+    source["clock"] = args.clock
     if args.policy != "srpt" and args.engines == 1 and args.balancer != "autellix":
         pass  # a balancer only matters with several engines
     cfg = _engine_config(args)
     progress = Progress("simulate", enabled=not args.no_progress)
     res = simulate(programs, args.policy, args.engines, args.balancer, cfg, _scheduler_options(args),
-                   progress=progress, short_call_tokens=args.short_call_tokens)
+                   progress=progress, short_call_tokens=args.short_call_tokens, clock=args.clock)
     out = summarize(res, source)
     if args.json:
         json.dump(clean_json(out), sys.stdout, allow_nan=False)
@@ -166,10 +177,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         rates[w] = args.rates if args.rates else default_rates(w, cfg, args.engines, args.points)
     log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     results = run_sweep(args.workloads, series, rates, args.programs, args.seed, cfg, args.jobs, args.wall_limit, log,
-                        args.duration)
+                        args.duration, clock=args.clock)
     meta = {"workloads": args.workloads, "series": [s.label for s in series], "engines": args.engines,
             "programs": args.programs if args.duration is None else f"rate x {args.duration:g} s (>= 50)", "seed": args.seed, "rates": rates, "engine": cfg,
-            "scheduler_options": dict(opts), "metric": "mean_token_latency", "slos": args.slo}
+            "clock": args.clock, "scheduler_options": dict(opts), "metric": "mean_token_latency", "slos": args.slo}
     paths = write_outputs(results, args.out, args.name, meta, args.slo, plots=not args.no_plot)
     for p in paths.values():
         print(p)

@@ -71,24 +71,26 @@ def programs_for(rate: float, programs: int, duration: float | None) -> int:
     return max(50, math.ceil(rate * duration))
 
 
-def _run_point(args: tuple[str, float, int, int, Series, EngineConfig, float | None]) -> dict[str, Any]:
-    workload, rate, programs, seed, series, config, wall_limit = args
+def _run_point(args: tuple[str, float, int, int, Series, EngineConfig, float | None, str]) -> dict[str, Any]:
+    workload, rate, programs, seed, series, config, wall_limit, clock = args
     progs = generate(workload, rate, programs, seed)
     t0 = time.perf_counter()
     res = simulate(progs, series.policy, series.engines, series.balancer, config, dict(series.scheduler_options),
-                   wall_limit=wall_limit)
+                   wall_limit=wall_limit, clock=clock)
     out = summarize(res)
-    out.update(workload=workload, rate=rate, series=series.label, seed=seed, wall=time.perf_counter() - t0)
+    out.update(workload=workload, rate=rate, series=series.label, seed=seed, clock=clock,
+               wall=time.perf_counter() - t0)
     return out
 
 
 def run_sweep(workloads: Sequence[str], series: Sequence[Series], rates: dict[str, list[float]], programs: int,
               seed: int, config: EngineConfig, jobs: int = 1, wall_limit: float | None = None,
-              log: Callable[[str], None] | None = None, duration: float | None = None) -> list[dict[str, Any]]:
+              log: Callable[[str], None] | None = None, duration: float | None = None,
+              clock: str = "work") -> list[dict[str, Any]]:
     """Every (workload, rate, series) point; with ``duration`` the number of programs of a point is
     the number arriving in that many seconds (so overload builds a backlog that grows with the rate),
-    otherwise ``programs``."""
-    tasks = [(w, r, programs_for(r, programs, duration), seed, s, config, wall_limit)
+    otherwise ``programs``. ``clock`` is the scheduler's (see :func:`autellix.sim.simulator.simulate`)."""
+    tasks = [(w, r, programs_for(r, programs, duration), seed, s, config, wall_limit, clock)
              for w in workloads for r in rates[w] for s in series]
     results: list[dict[str, Any]] = []
     t0 = time.monotonic()
