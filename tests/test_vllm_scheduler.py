@@ -307,12 +307,12 @@ def test_the_core_runs_on_engine_work_not_on_seconds():
 def _guard_scenario(guard: bool) -> tuple[Any, dict[str, list[int]]]:
     """Two slots, no prefix cache (a preempted call recomputes its whole context). Light one-call
     programs of 4 tokens arrive two at a time: first alone (both slots full, so the wait for a slot
-    is measured), then while a heavy program's long call runs (512 prompt tokens: 16 units of
+    is measured), then while a heavy program's long call runs (896 prompt tokens: 7 units of
     recompute); each pair's second call waits in the top queue above the heavy call."""
     knobs = {"preemption_guard": guard}
     with _engine(PLUGIN, max_num_seqs=2, autellix=knobs, enable_prefix_caching=False) as engine:
         _run(engine, [("heavy-warmup", "def heavy(x):", 80, 1, 0)])
-        long_prompt = {"prompt_token_ids": [10 + i % 200 for i in range(512)]}
+        long_prompt = {"prompt_token_ids": [10 + i % 200 for i in range(896)]}
         pairs = [0, 5, 10, 24, 34, 44, 54]  # steps; the heavy call arrives at 16, between them
         light = [(f"light-{2 * k + j}", f"print({k}, {j})", 4, 100 + 2 * k + j, at) for k, at in enumerate(pairs) for j in (0, 1)]
         outputs, _ = _run(engine, [*light, ("heavy", long_prompt, 120, 1, 16)])
@@ -320,11 +320,13 @@ def _guard_scenario(guard: bool) -> tuple[Any, dict[str, list[int]]]:
 
 
 def test_a_preemption_whose_recompute_costs_more_than_the_wait_is_skipped():
+    from autellix.work_units import PREFILL_TOKENS_PER_UNIT
+
     unguarded, unguarded_outputs = _guard_scenario(guard=False)
     assert unguarded.autellix_stats["priority_preemptions"] >= 1  # the heavy call is swapped out
 
     guarded, outputs = _guard_scenario(guard=True)
-    assert guarded.guard.slot_wait is not None and guarded.guard.slot_wait < 16
+    assert guarded.guard.slot_wait is not None and guarded.guard.slot_wait < 896 / PREFILL_TOKENS_PER_UNIT
     assert guarded.autellix_stats["protected_call_steps"] >= 1
     assert guarded.autellix_stats["priority_preemptions"] == 0
     assert {rid: len(t) for rid, t in outputs.items()} == {rid: len(t) for rid, t in unguarded_outputs.items()}

@@ -3,7 +3,7 @@
 A program's attained service measured in seconds depends on the hardware (a step takes 25 ms on
 an A100 and 30-300 ms on a CPU), so a queue ladder in seconds fits one engine and not another.
 Measured in engine work it is a property of the workload: one unit is one decode step, and a step
-that also prefills P prompt tokens lasts 1 + P / PREFILL_TOKENS_PER_UNIT units. Every call in the
+that also prefills P prompt tokens lasts 1 + P / PREFILL_TOKENS_PER_UNIT units (128 tokens a unit). Every call in the
 step is credited the step's units (as it would be credited the step's seconds), and waiting time
 is the work the engine did meanwhile, so the anti-starvation ratio compares like with like. The
 ladder below is then the same on every engine, and needs no tuning.
@@ -14,8 +14,11 @@ The core itself is unit-free: these are the values the plug-in and the simulator
 from __future__ import annotations
 
 # Prompt tokens whose prefill counts as one decode step. A prefill token costs ~1/100 of a decode
-# step on an A100 and ~1/10 on our CPU engine; 32 is within ~3x of both, and the ladder doubles.
-PREFILL_TOKENS_PER_UNIT = 32
+# step on an A100 and ~1/10 on our CPU engine. Every call in a step is credited the step's units,
+# so heavy prefill weights demote the whole batch in a burst of new programs: in the simulator 128
+# beat 32 on every workload and preset tried (A100 mixed at 3x capacity 69.5 vs 92.3 ms/token,
+# bfcl 221 vs 269; CPU preset within 1-3 %, bench/sim/README.md).
+PREFILL_TOKENS_PER_UNIT = 128
 
 # Attained-service boundaries of the queues (9 queues): a program moves down once it has had
 # 64 decode steps of engine work, again at 128, ... The paper's calls are 10s to 1000s of tokens,
