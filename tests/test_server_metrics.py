@@ -271,10 +271,19 @@ def test_vllm_families_from_the_global_registry_by_default() -> None:
 
 
 class FakeDriver:
-    def __init__(self, snapshots: Any, loads: list[int]) -> None:
+    """What the handler reads of the engine driver (the handler itself is real)."""
+
+    def __init__(self, snapshots: Any, loads: list[int], down: tuple[int, ...] = ()) -> None:
         self._snapshots = snapshots
         self._loads = loads
+        self._down = list(down)
         self.num_engines = len(loads)
+
+    def dead_engines(self) -> list[int]:
+        return self._down
+
+    def unavailable_engines(self) -> list[int]:
+        return []
 
     async def snapshots(self) -> list[dict[str, Any] | None]:
         if self._snapshots == "hang":
@@ -309,9 +318,10 @@ async def get_metrics(driver: FakeDriver, calls: FakeCalls, metrics: FrontEndMet
 @pytest.mark.asyncio
 async def test_handler(metrics: FrontEndMetrics) -> None:
     metrics.call_rejected()
-    driver = FakeDriver([snapshot([3], 1, 2, 0), None], loads=[1, 5])
+    driver = FakeDriver([snapshot([3], 1, 2, 0), None], loads=[1, 5], down=(1,))
     content_type, out = await get_metrics(driver, FakeCalls(programs=2, outstanding=6), metrics)
     assert content_type == CONTENT_TYPE
+    assert value(out["autellix:engine_up"], engine="0") == 1 and value(out["autellix:engine_up"], engine="1") == 0
     assert value(out["autellix:programs_active"]) == 2
     assert value(out["autellix:calls_outstanding"]) == 6
     assert value(out["autellix:queue_depth"], engine="0", queue="0") == 3

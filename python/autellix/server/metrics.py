@@ -111,10 +111,11 @@ class FrontEndMetrics:
         loads: Sequence[int],
         programs_active: int,
         calls_outstanding: int,
+        engines_down: Sequence[int] = (),
     ) -> tuple[bytes, str]:
         """The exposition text and its content type: this app's counters and histograms, the
         scrape-time gauges and engine families, then vLLM's `vllm:*` families."""
-        scrape = ScrapeCollector(snapshots, loads, programs_active, calls_outstanding)
+        scrape = ScrapeCollector(snapshots, loads, programs_active, calls_outstanding, engines_down)
         return generate_latest(_Exposition(self.registry, scrape, self.vllm_registry)), CONTENT_TYPE
 
 
@@ -130,7 +131,9 @@ class ScrapeCollector(Collector):
         loads: Sequence[int],
         programs_active: int,
         calls_outstanding: int,
+        engines_down: Sequence[int] = (),
     ) -> None:
+        self.engines_down = set(engines_down)
         self.snapshots = list(snapshots)
         self.loads = list(loads)
         self.programs_active = programs_active
@@ -151,8 +154,10 @@ class ScrapeCollector(Collector):
         promotions = CounterMetricFamily(
             "autellix:starvation_promotions", "Calls promoted by the anti-starvation rule.", labels=["engine"]
         )
+        up = GaugeMetricFamily("autellix:engine_up", "1 while an engine replica takes calls, 0 while it is down.", labels=["engine"])
         for index, snapshot in enumerate(self.snapshots):
             engine = str(index)
+            up.add_metric([engine], 0 if index in self.engines_down else 1)
             if not snapshot:
                 running.add_metric([engine], self.loads[index] if index < len(self.loads) else 0)
                 preemptions.add_metric([engine], 0)
@@ -164,7 +169,7 @@ class ScrapeCollector(Collector):
             stats = snapshot.get("stats") or {}
             preemptions.add_metric([engine], stats.get("preemptions", 0))
             promotions.add_metric([engine], stats.get("promotions", 0))
-        yield from (queue_depth, running, preemptions, promotions)
+        yield from (up, queue_depth, running, preemptions, promotions)
 
 
 class _Exposition(Collector):

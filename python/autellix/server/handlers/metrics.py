@@ -25,6 +25,10 @@ async def metrics(request: web.Request) -> web.Response:
         log.warning("scheduler snapshots failed", exc_info=True)
         snapshots = [None] * driver.num_engines
     body, content_type = request.app[METRICS].render(
-        snapshots, driver.loads(), programs_active=len(calls.programs), calls_outstanding=calls.outstanding
+        snapshots,
+        driver.loads(),
+        programs_active=len(calls.programs),
+        calls_outstanding=calls.outstanding,
+        engines_down=[*driver.dead_engines(), *driver.unavailable_engines()],
     )
     return web.Response(body=body, headers={"Content-Type": content_type})
