@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,33 +52,15 @@ class Route:
     anthropic: bool = False
 
 
-# vLLM's request models: imported on first use, then cached (not an import statement per call).
-@functools.cache
-def _chat_model() -> type[BaseModel]:
-    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
-
-    return ChatCompletionRequest
+def _vllm_model(module: str, name: str) -> Callable[[], type[BaseModel]]:
+    """One of vLLM's request models, imported on first use (vLLM is heavy), then cached."""
+    return functools.cache(lambda: getattr(importlib.import_module(module), name))
 
 
-@functools.cache
-def _completion_model() -> type[BaseModel]:
-    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
-
-    return CompletionRequest
-
-
-@functools.cache
-def _responses_model() -> type[BaseModel]:
-    from vllm.entrypoints.openai.responses.protocol import ResponsesRequest
-
-    return ResponsesRequest
-
-
-@functools.cache
-def _messages_model() -> type[BaseModel]:
-    from vllm.entrypoints.anthropic.protocol import AnthropicMessagesRequest
-
-    return AnthropicMessagesRequest
+_chat_model = _vllm_model("vllm.entrypoints.openai.chat_completion.protocol", "ChatCompletionRequest")
+_completion_model = _vllm_model("vllm.entrypoints.openai.completion.protocol", "CompletionRequest")
+_responses_model = _vllm_model("vllm.entrypoints.openai.responses.protocol", "ResponsesRequest")
+_messages_model = _vllm_model("vllm.entrypoints.anthropic.protocol", "AnthropicMessagesRequest")
 
 
 def _as_is(item: Any) -> str:
