@@ -51,8 +51,9 @@ def base_url(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def agent(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", default_headers={"X-Session-ID": SESSION}, max_retries=0)
+def agent(base_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", default_headers={"X-Session-ID": SESSION}, max_retries=0) as client:
+        yield client
 
 
 def _arguments(tool_call) -> dict:

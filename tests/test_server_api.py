@@ -48,8 +48,21 @@ def http(base_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """Every SDK client a test made is closed after it (no socket left to the garbage collector)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def sdk(base_url: str, key: str = KEY, **headers: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, default_headers=headers or None, max_retries=0)
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, default_headers=headers or None, max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def new_program(http: httpx.Client) -> str:

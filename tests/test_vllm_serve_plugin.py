@@ -153,13 +153,12 @@ def _session_programs(log: str) -> dict[str, list[int]]:
 
 
 def test_the_calls_of_a_vllm_session_are_one_program(served: Served):
-    agent = _client(served, "agent-7")
-    other = _client(served, "agent-8")
-    for client, prompt in ((agent, "plan"), (agent, "act"), (other, "plan"), (agent, "reflect")):
-        completion = client.completions.create(
-            model=served.model, prompt=prompt, max_tokens=4, extra_body={"ignore_eos": True}
-        )
-        assert completion.usage.completion_tokens == 4
+    with _client(served, "agent-7") as agent, _client(served, "agent-8") as other:
+        for client, prompt in ((agent, "plan"), (agent, "act"), (other, "plan"), (agent, "reflect")):
+            completion = client.completions.create(
+                model=served.model, prompt=prompt, max_tokens=4, extra_body={"ignore_eos": True}
+            )
+            assert completion.usage.completion_tokens == 4
     programs = _session_programs(served.logged())
     # One program per session, made when its first call arrived; its later calls joined it.
     assert set(programs) == {"agent-7", "agent-8"}, programs
@@ -171,15 +170,15 @@ def test_the_calls_of_a_vllm_session_are_one_program(served: Served):
 
 
 def test_structured_output_requests_complete_under_the_plugin(served: Served):
-    client = _client(served, "agent-json")
     schema_format = {
         "type": "json_schema", "json_schema": {"name": "color", "schema": COLOR_SCHEMA},
     }
     for response_format in (schema_format, {"type": "json_object"}):
-        completion = client.completions.create(
-            model=served.model, prompt="colour:", max_tokens=32,
-            extra_body={"response_format": response_format},
-        )
+        with _client(served, "agent-json") as client:  # closed: no socket left to the collector
+            completion = client.completions.create(
+                model=served.model, prompt="colour:", max_tokens=32,
+                extra_body={"response_format": response_format},
+            )
         choice = completion.choices[0]
         if response_format is schema_format:
             answer = json.loads(choice.text)  # the schema, checked by hand: one key, an enum
