@@ -25,7 +25,6 @@ runs of each.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os

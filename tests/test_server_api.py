@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import time
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import httpx
 import openai
@@ -71,18 +68,6 @@ def new_program(http: httpx.Client) -> str:
     body = response.json()
     assert PROGRAM_ID.match(body["id"]) and body["object"] == "program" and body["created"] > 0
     return body["id"]
-
-
-def wait_for(predicate, what: str, timeout: float = 120.0):
-    """Poll until `predicate()` is truthy (the server acts asynchronously); not a speed check."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[str]:

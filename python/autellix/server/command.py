@@ -15,7 +15,7 @@ from typing import Any
 
 from autellix.arg_types import port, positive_float, positive_int, positive_or_inf
 from autellix.contract import DEFAULT_POLICY, ENGINE_SCHEDULERS
-from autellix.server.vllm_serving import DEFAULT_TOOL_PARSER, DEFAULT_TOOL_STRICT_LEVEL
+from autellix.server.vllm_serving import DEFAULT_TOOL_PARSER, DEFAULT_TOOL_STRICT_LEVEL, tool_flags
 
 __all__ = ["register"]
 
@@ -85,11 +85,7 @@ def register(subparsers: Any) -> None:
 
 def vllm_frontend_args(args: argparse.Namespace) -> tuple[str, ...]:
     """`vllm serve` frontend flags for vLLM's serving layer, from ours and the unknown rest."""
-    flags: list[str] = []
-    if args.tool_call_parser != "none":
-        flags += ["--enable-auto-tool-choice", "--tool-call-parser", args.tool_call_parser]
-    flags += ["--tool-strict-level", args.tool_strict_level]
-    return (*flags, *getattr(args, "unknown_args", ()))
+    return (*tool_flags(args.tool_call_parser, args.tool_strict_level), *getattr(args, "unknown_args", ()))
 
 
 def serve(args: argparse.Namespace) -> int:

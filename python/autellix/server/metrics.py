@@ -50,29 +50,23 @@ class FrontEndMetrics:
         self._calls = Counter(
             "autellix:calls", "Calls by outcome: finished, aborted, failed, rejected.", ["status"], registry=r
         )
-        self._call_latency = Histogram(
-            "autellix:call_latency_seconds", "Call arrival to finish.", buckets=LATENCY_BUCKETS, registry=r
-        )
+        # Every duration histogram has the same buckets, in this app's registry.
+        def seconds(name: str, help_text: str) -> Histogram:
+            return Histogram(name, help_text, buckets=LATENCY_BUCKETS, registry=r)
+
+        self._call_latency = seconds("autellix:call_latency_seconds", "Call arrival to finish.")
         self._programs_started = Counter(
             "autellix:programs_started", "Programs started (one-call programs included).", registry=r
         )
-        self._program_waiting = Histogram(
+        self._program_waiting = seconds(
             "autellix:program_waiting_seconds",
             "Time a program's calls spent before their first output (queueing and prefill), at program end.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self._program_service = Histogram(
-            "autellix:program_service_seconds",
-            "Time a program's calls spent from first output to finish, at program end.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self._program_service = seconds(
+            "autellix:program_service_seconds", "Time a program's calls spent from first output to finish, at program end."
         )
-        self._program_latency = Histogram(
-            "autellix:program_latency_seconds",
-            "First call arrival to last call finish, at program end.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self._program_latency = seconds(
+            "autellix:program_latency_seconds", "First call arrival to last call finish, at program end."
         )
         self._placements = Counter(
             "autellix:placements", "Calls the load balancer placed on each engine.", ["engine"], registry=r

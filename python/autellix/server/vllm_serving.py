@@ -22,10 +22,15 @@ from typing import Any
 # envelope, and a small model then writes arguments that do not parse).
 DEFAULT_TOOL_PARSER = "hermes"
 DEFAULT_TOOL_STRICT_LEVEL = "parameter"
-DEFAULT_FRONTEND_ARGS = (
-    "--enable-auto-tool-choice", "--tool-call-parser", DEFAULT_TOOL_PARSER,
-    "--tool-strict-level", DEFAULT_TOOL_STRICT_LEVEL,
-)
+
+
+def tool_flags(tool_call_parser: str = DEFAULT_TOOL_PARSER, tool_strict_level: str = DEFAULT_TOOL_STRICT_LEVEL) -> tuple[str, ...]:
+    """`vllm serve`'s tool flags; parser "none" turns auto tool choice off."""
+    auto = ("--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser) if tool_call_parser != "none" else ()
+    return (*auto, "--tool-strict-level", tool_strict_level)
+
+
+DEFAULT_FRONTEND_ARGS = tool_flags()
 
 
 def frontend_args(model_path: str, served_name: str, extra: Sequence[str] = ()) -> argparse.Namespace:
