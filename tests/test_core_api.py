@@ -195,6 +195,47 @@ def test_load_balancer_pins_long_calls_and_spreads_short_ones():
     assert [rr.route(1, 1) for _ in range(4)] == [0, 1, 0, 1]
 
 
+def _adapter(**kwargs):
+    from autellix.contract import SESSION_PROGRAMS, SOLO_PROGRAMS
+
+    return core.EngineAdapter(core.Scheduler("plas", **kwargs), SESSION_PROGRAMS, SOLO_PROGRAMS)
+
+
+def test_engine_adapter_drives_its_scheduler_in_request_ids():
+    adapter = _adapter()
+    call, program, new_session = adapter.add_request("r1-0123abcd", "r1", None, "session-a")
+    assert new_session and adapter.call_id("r1") == adapter.call_id("r1-0123abcd") == call
+    assert adapter.add_request("r2", "r2", None, "session-a")[1] == program
+    assert adapter.apply(0.0) == []
+    assert adapter.decide(0.0, 1) == (["r1-0123abcd"], [])
+    assert adapter.scheduler.num_running == adapter.num_running() == 1
+    assert adapter.counts_match(1) and not adapter.counts_match(0)
+    adapter.ran_all(2.0)
+    adapter.free_request("r1-0123abcd")
+    assert adapter.num_finished_pending == 1
+    adapter.apply(2.0)
+    assert adapter.scheduler.program_info(program)["attained_service"] == 2.0
+    assert adapter.request_id(adapter.call_id("r2")) == "r2" and adapter.request_id(call) is None
+
+
+def test_engine_adapter_errors_are_typed_and_change_nothing():
+    adapter = _adapter()
+    adapter.add_request("r1", "r1", 5, None)
+    with pytest.raises(core.InvalidArgumentError, match="already live"):
+        adapter.add_request("r1", "r1", 5, None)
+    with pytest.raises(OverflowError):
+        adapter.add_request("r2", "r2", -1, None)
+    with pytest.raises(TypeError):
+        adapter.ran_requests("r1", 1.0)  # type: ignore[arg-type]
+    with pytest.raises(core.ConfigError, match="client < session < solo"):
+        core.EngineAdapter(core.Scheduler(), 10, 5)
+    assert adapter.num_requests == 1
+    adapter.apply(0.0)
+    with pytest.raises(core.InvalidArgumentError, match="backwards"):
+        adapter.decide(-1.0, 1)
+    assert adapter.decide(0.0, 1) == (["r1"], [])
+
+
 def test_stub_matches_the_built_module():
     allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
     result = subprocess.run(

@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "Decision",
     "DuplicateCallError",
+    "EngineAdapter",
     "InvalidArgumentError",
     "LoadBalancer",
     "Scheduler",
@@ -182,6 +183,85 @@ class Scheduler:
     def __len__(self) -> int:
         """Live calls: waiting or running."""
     def __contains__(self, call_id: int, /) -> bool: ...
+    def may_swap(self) -> bool:
+        """Whether the next decision could preempt a running call for a more urgent waiting one
+        (False: it will not, capacity aside), so a caller can skip choosing calls to protect."""
+
+class AdapterStats(TypedDict):
+    rejected_batches: int
+
+@final
+class EngineAdapter:
+    """The vLLM plug-in's bookkeeping, keyed by vLLM's request ids, over one `Scheduler`: which
+    program a request belongs to (a client's id below `session_programs`, else its session's
+    program numbered from `session_programs` up, else a program of its own from `solo_programs`
+    up), the request ids its children may name as parents (the most recent `parent_memory`,
+    live or finished), what the engine ran and freed since the last step, and the decision in
+    request ids. Other operations on `scheduler` may leave the two out of step: read it, and end
+    programs through the adapter."""
+
+    def __new__(
+        cls,
+        scheduler: Scheduler,
+        session_programs: int,
+        solo_programs: int,
+        session_memory: int = 65536,
+        parent_memory: int = 65536,
+    ) -> Self:
+        """Raises ConfigError unless 0 < session_programs < solo_programs and both memories >= 1."""
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def num_requests(self) -> int:
+        """Live requests: added, not yet freed."""
+    @property
+    def num_sessions(self) -> int: ...
+    @property
+    def num_finished_pending(self) -> int:
+        """Requests freed since the last `apply`."""
+    def num_running(self) -> int:
+        """Calls the scheduler counts as running, less those freed since the last `apply`."""
+    def counts_match(self, engine_running: int) -> bool:
+        """Whether `engine_running` requests running in the engine must be exactly the calls the
+        scheduler counts as running: the counts are equal and no request of an ended program is
+        live. Valid when the engine runs only calls the scheduler admitted."""
+    def add_request(
+        self,
+        request_id: str,
+        external_id: str,
+        program_id: int | None,
+        session: str | None,
+        parents: Sequence[str] = (),
+    ) -> tuple[int, int, bool]:
+        """A new request: returns (call id, program id, whether its session was new). `parents`
+        not remembered or of another program are ignored. Raises InvalidArgumentError if the
+        request id is live."""
+    def free_request(self, request_id: str) -> bool:
+        """The engine freed the request (finished or aborted); False if unknown."""
+    def ran_all(self, work: float) -> None:
+        """The last step ran every call the scheduler counts as running, for `work`."""
+    def ran_requests(self, request_ids: Sequence[str], work: float) -> None:
+        """The last step ran these requests (unknown ones are ignored), for `work`."""
+    def apply(self, now: float) -> list[str]:
+        """Tells the scheduler the service, finishes and arrivals since the last step; returns
+        what it refused (a rejected batch of arrivals is retried one by one, a call whose parents
+        are refused arrives without them). Never raises for the engine's input."""
+    def may_swap(self) -> bool:
+        """`Scheduler.may_swap`, after `apply`."""
+    def decide(self, now: float, capacity: int, protected: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+        """(request ids to admit, most urgent first; request ids to preempt, least urgent first).
+        `protected`: running requests not to preempt for priority (others are ignored)."""
+    def requeue_all_but(self, running_requests: Sequence[str], now: float) -> int:
+        """Every call counted as running whose request is live but not in `running_requests`
+        waits again, keeping its place; returns how many."""
+    def end_program(self, program_id: int) -> bool:
+        """Ends the program in the scheduler (False if unknown there); its live requests are never
+        reported to it again."""
+    def call_id(self, request_id: str) -> int | None:
+        """The call id of a remembered request id (vLLM's or the client's)."""
+    def request_id(self, call_id: int) -> str | None:
+        """The request id of a live call."""
+    def stats(self) -> AdapterStats: ...
 
 @final
 class LoadBalancer:

@@ -234,6 +234,15 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Credits `seconds` of engine time to every running call (the usual engine step).
+    pub fn record_service_running(&mut self, seconds: f64, now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        check_seconds(seconds)?;
+        self.last_now = now;
+        self.credit_running(seconds);
+        Ok(())
+    }
+
     /// Running calls the engine stopped by itself (memory pressure) or could not start after all:
     /// they wait again and keep their place in their queue.
     pub fn requeue(&mut self, calls: &[CallId], now: f64) -> CoreResult<()> {
@@ -309,10 +318,7 @@ impl Scheduler {
         self.check_protected(input.protected, Some(finished_stamp), input.new_calls)?;
         self.last_now = now;
         if input.ran_all {
-            // Taken out and put back so the ids can be read while calls change; no allocation.
-            let running = std::mem::take(&mut self.running);
-            self.credit_service(&running, input.ran_seconds);
-            self.running = running;
+            self.credit_running(input.ran_seconds);
         } else {
             self.credit_service(input.ran, input.ran_seconds);
         }
@@ -324,6 +330,16 @@ impl Scheduler {
         }
         self.decide(now, capacity, input.protected);
         Ok(&self.decision)
+    }
+
+    /// Whether a decision now could swap a running call for a waiting one: some waiting call
+    /// outside the head-of-line lane is in a strictly more urgent queue than the least urgent
+    /// running call. Promotions and admissions in the decision only make a swap less likely, so
+    /// `false` means the next decision preempts nothing for priority (capacity aside), and a
+    /// caller can skip working out which calls to protect.
+    pub fn may_swap(&mut self) -> bool {
+        let Some(worst_queue) = self.least_urgent_running_queue() else { return false };
+        self.peek_waiting(WaitingQueue::lane(0, false)).is_some_and(|best| self.calls[&best.call].queue < worst_queue)
     }
 
     // ----- validation
@@ -521,6 +537,13 @@ impl Scheduler {
         let slot = self.running.iter().position(|&r| r == id).expect("running call is in the batch");
         self.running.remove(slot);
         self.running_per_queue[self.calls[&id].queue] -= 1;
+    }
+
+    fn credit_running(&mut self, seconds: f64) {
+        // Taken out and put back so the ids can be read while calls change; no allocation.
+        let running = std::mem::take(&mut self.running);
+        self.credit_service(&running, seconds);
+        self.running = running;
     }
 
     fn credit_service(&mut self, calls: &[CallId], seconds: f64) {

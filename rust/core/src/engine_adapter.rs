@@ -1,0 +1,401 @@
+//! The engine side of the vLLM plug-in: vLLM's request ids and session ids mapped onto the
+//! scheduler's call and program ids, the lineage children name their parents by, and what
+//! happened since the last step. The plug-in crosses into Rust once per arrival and departure and
+//! a few times per step; every map between the three id spaces lives here.
+//!
+//! The adapter does not own the scheduler: each operation is given it, so the Python side can
+//! keep one `Scheduler` object for snapshots and tests.
+
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::error::{CoreError, CoreResult};
+use crate::scheduler::{CallState, NewCall, Scheduler};
+use crate::{CallId, ProgramId};
+
+/// Where the adapter numbers programs: client ids lie below `session_programs`, programs named
+/// by a vLLM session id from `session_programs` up, and calls that name neither are programs of
+/// their own from `solo_programs` up. The plug-in passes the contract's ranges.
+#[derive(Debug, Clone)]
+pub struct AdapterConfig {
+    pub session_programs: ProgramId,
+    pub solo_programs: ProgramId,
+    /// Sessions remembered (most recently used); an older one gets a new program if it returns.
+    pub session_memory: usize,
+    /// Request ids nameable as parents (most recent arrivals), live or finished.
+    pub parent_memory: usize,
+}
+
+impl AdapterConfig {
+    fn validate(&self) -> CoreResult<()> {
+        if self.session_programs == 0 || self.solo_programs <= self.session_programs {
+            return Err(CoreError::InvalidConfig(format!(
+                "program id ranges must be client < session < solo, got session from {} and solo from {}",
+                self.session_programs, self.solo_programs
+            )));
+        }
+        if self.session_memory == 0 || self.parent_memory == 0 {
+            return Err(CoreError::InvalidConfig("session and parent memories must be >= 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A new request, as the adapter numbered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub call: CallId,
+    pub program: ProgramId,
+    /// The request named a session the adapter had not seen (or had forgotten).
+    pub new_session: bool,
+}
+
+/// The engine's last step, to credit at the next one.
+#[derive(Debug, Clone, Default)]
+enum Ran {
+    #[default]
+    Nothing,
+    /// Every call the scheduler counts as running was in the step.
+    All,
+    Calls(Vec<CallId>),
+}
+
+/// What `decide` tells the engine, in vLLM's request ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineDecision {
+    /// Waiting requests to start now, most urgent first.
+    pub admit: Vec<String>,
+    /// Running requests to stop now, least urgent first.
+    pub preempt: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdapterStats {
+    /// Steps whose arrivals the scheduler rejected as a batch, then took one by one.
+    pub rejected_batches: u64,
+}
+
+/// Keys by recency: `touch` makes a key the newest; past `capacity` the oldest go. Lazy: the
+/// order queue may hold out-of-date entries, skipped by their stamp and compacted when they pile up.
+#[derive(Debug)]
+struct Recent<V> {
+    capacity: usize,
+    entries: FxHashMap<String, (V, u64)>,
+    order: VecDeque<(String, u64)>,
+    stamp: u64,
+}
+
+impl<V: Copy> Recent<V> {
+    fn new(capacity: usize) -> Self {
+        Recent { capacity, entries: FxHashMap::default(), order: VecDeque::new(), stamp: 0 }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        self.entries.get(key).map(|&(value, _)| value)
+    }
+
+    fn touch(&mut self, key: &str, value: V) {
+        self.stamp += 1;
+        self.entries.insert(key.to_owned(), (value, self.stamp));
+        self.order.push_back((key.to_owned(), self.stamp));
+        while self.entries.len() > self.capacity {
+            let (oldest, stamp) = self.order.pop_front().expect("every entry is in the order queue");
+            if self.entries.get(&oldest).is_some_and(|&(_, s)| s == stamp) {
+                self.entries.remove(&oldest);
+            }
+        }
+        if self.order.len() > 2 * self.capacity + 1024 {
+            let entries = &self.entries;
+            self.order.retain(|(key, stamp)| entries.get(key).is_some_and(|&(_, s)| s == *stamp));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[derive(Debug)]
+pub struct EngineAdapter {
+    config: AdapterConfig,
+    next_call: CallId,
+    next_session_program: ProgramId,
+    next_solo_program: ProgramId,
+    program_of_session: Recent<ProgramId>,
+    /// Request id (vLLM's, and the one its client gave) -> (call, program), also after the call
+    /// finished: parents are usually finished by the time their children arrive.
+    lineage: Recent<(CallId, ProgramId)>,
+    call_of: FxHashMap<String, CallId>,
+    request_of: FxHashMap<CallId, String>,
+    /// Live requests of programs ended in the scheduler: never reported to it again.
+    forgotten: FxHashSet<CallId>,
+    // Since the last step:
+    arrivals: Vec<(CallId, ProgramId, Vec<CallId>)>,
+    finished: Vec<CallId>,
+    ran: Ran,
+    ran_work: f64,
+    stats: AdapterStats,
+}
+
+impl EngineAdapter {
+    pub fn new(config: AdapterConfig) -> CoreResult<Self> {
+        config.validate()?;
+        Ok(EngineAdapter {
+            next_call: 0,
+            next_session_program: config.session_programs,
+            next_solo_program: config.solo_programs,
+            program_of_session: Recent::new(config.session_memory),
+            lineage: Recent::new(config.parent_memory),
+            call_of: FxHashMap::default(),
+            request_of: FxHashMap::default(),
+            forgotten: FxHashSet::default(),
+            arrivals: Vec::new(),
+            finished: Vec::new(),
+            ran: Ran::Nothing,
+            ran_work: 0.0,
+            stats: AdapterStats::default(),
+            config,
+        })
+    }
+
+    pub fn stats(&self) -> &AdapterStats {
+        &self.stats
+    }
+
+    /// Live requests (arrived, not yet freed).
+    pub fn num_requests(&self) -> usize {
+        self.call_of.len()
+    }
+
+    pub fn num_sessions(&self) -> usize {
+        self.program_of_session.len()
+    }
+
+    /// The scheduler's call id for a request id (vLLM's or its client's), while remembered.
+    pub fn call_id(&self, request_id: &str) -> Option<CallId> {
+        self.lineage.get(request_id).map(|(call, _)| call)
+    }
+
+    /// The request id of a live call.
+    pub fn request_id(&self, call: CallId) -> Option<&str> {
+        self.request_of.get(&call).map(String::as_str)
+    }
+
+    /// Calls finished since the last step (what the preemption guard counts).
+    pub fn num_finished_pending(&self) -> usize {
+        self.finished.len()
+    }
+
+    /// A new request. `program`: a client's program id, used if in the client range; else
+    /// `session` names the program; else the call is a program of its own. `parents`: request
+    /// ids of earlier calls of the same program (others are ignored). `external_id`: the id the
+    /// client gave, if vLLM changed it.
+    pub fn add_request(
+        &mut self,
+        request_id: &str,
+        external_id: &str,
+        program: Option<ProgramId>,
+        session: Option<&str>,
+        parents: &[&str],
+    ) -> CoreResult<Arrival> {
+        if self.call_of.contains_key(request_id) {
+            return Err(CoreError::InvalidArgument(format!("request {request_id:?} is already live")));
+        }
+        let (program, new_session) = match (program, session) {
+            (Some(program), _) if program < self.config.session_programs => (program, false),
+            (_, Some(session)) if !session.is_empty() => self.session_program(session),
+            _ => (take(&mut self.next_solo_program), false),
+        };
+        self.next_call += 1;
+        let call = self.next_call;
+        let parents: Vec<CallId> = parents
+            .iter()
+            .filter_map(|parent| self.lineage.get(parent))
+            .filter(|&(_, of)| of == program)
+            .map(|(parent, _)| parent)
+            .collect();
+        self.lineage.touch(request_id, (call, program));
+        if external_id != request_id {
+            self.lineage.touch(external_id, (call, program));
+        }
+        self.call_of.insert(request_id.to_owned(), call);
+        self.request_of.insert(call, request_id.to_owned());
+        self.arrivals.push((call, program, parents));
+        Ok(Arrival { call, program, new_session })
+    }
+
+    fn session_program(&mut self, session: &str) -> (ProgramId, bool) {
+        let known = self.program_of_session.get(session);
+        let program = known.unwrap_or_else(|| take(&mut self.next_session_program));
+        self.program_of_session.touch(session, program);
+        (program, known.is_none())
+    }
+
+    /// The engine freed a request (finished or aborted); false if it was not one of ours.
+    pub fn free_request(&mut self, request_id: &str) -> bool {
+        let Some(call) = self.call_of.remove(request_id) else { return false };
+        self.request_of.remove(&call);
+        if let Some(i) = self.arrivals.iter().position(|&(c, _, _)| c == call) {
+            self.arrivals.remove(i); // gone before the scheduler ever saw it
+        } else if !self.forgotten.remove(&call) {
+            self.finished.push(call);
+        }
+        true
+    }
+
+    /// The engine ran a step of `work` units that every running call took part in.
+    pub fn ran_all(&mut self, work: f64) {
+        self.ran = Ran::All;
+        self.ran_work = work;
+    }
+
+    /// The engine ran a step of `work` units with these requests (unknown ones are ignored).
+    pub fn ran_requests(&mut self, request_ids: &[&str], work: f64) {
+        self.ran = Ran::Calls(request_ids.iter().filter_map(|r| self.call_of.get(*r).copied()).collect());
+        self.ran_work = work;
+    }
+
+    /// Tells the scheduler what happened since the last step: service, then finishes, then
+    /// arrivals. Returns what it refused (logged by the caller; the engine goes on stepping):
+    /// a batch of arrivals it rejects is retried one by one, a call whose parents it rejects
+    /// arrives without them.
+    pub fn apply(&mut self, scheduler: &mut Scheduler, now: f64) -> Vec<String> {
+        let mut refused = Vec::new();
+        // With async scheduling a call can have been preempted or requeued since it ran; only
+        // calls the scheduler still counts as running can be credited.
+        match std::mem::take(&mut self.ran) {
+            Ran::Nothing => {}
+            Ran::All => note(&mut refused, scheduler.record_service_running(self.ran_work, now)),
+            Ran::Calls(calls) => {
+                let ran: Vec<CallId> = calls.into_iter().filter(|&c| is_running(scheduler, c)).collect();
+                note(&mut refused, scheduler.record_service(&ran, self.ran_work, now));
+            }
+        }
+        self.ran_work = 0.0;
+        let finished = std::mem::take(&mut self.finished);
+        if let Err(error) = scheduler.finish_calls(&finished, now) {
+            refused.push(error.to_string());
+            for call in finished {
+                note(&mut refused, scheduler.finish_calls(&[call], now));
+            }
+        }
+        let arrivals = std::mem::take(&mut self.arrivals);
+        let batch: Vec<NewCall> = arrivals
+            .iter()
+            .map(|(call, program, parents)| NewCall { call: *call, program: *program, parents })
+            .collect();
+        if let Err(error) = scheduler.add_calls(&batch, now) {
+            refused.push(error.to_string());
+            self.stats.rejected_batches += 1;
+            for new in &batch {
+                if let Err(error) = scheduler.add_calls(std::slice::from_ref(new), now) {
+                    refused.push(error.to_string());
+                    let orphan = NewCall { parents: &[], ..*new };
+                    note(&mut refused, scheduler.add_calls(&[orphan], now));
+                }
+            }
+        }
+        refused
+    }
+
+    /// The scheduler's decision, in request ids. `protected`: running requests not to preempt
+    /// for priority (others are ignored). Call after `apply`.
+    pub fn decide(
+        &mut self,
+        scheduler: &mut Scheduler,
+        now: f64,
+        capacity: usize,
+        protected: &[&str],
+    ) -> CoreResult<EngineDecision> {
+        let protected: Vec<CallId> = protected
+            .iter()
+            .filter_map(|r| self.call_of.get(*r).copied())
+            .filter(|&c| is_running(scheduler, c))
+            .collect();
+        let decision = scheduler.schedule_protecting(now, capacity, &protected)?;
+        let requests = |calls: &[CallId]| calls.iter().filter_map(|c| self.request_of.get(c).cloned()).collect();
+        Ok(EngineDecision { admit: requests(&decision.admit), preempt: requests(&decision.preempt) })
+    }
+
+    /// Calls the scheduler counts as running, less those freed since the last `apply`.
+    pub fn num_running(&self, scheduler: &Scheduler) -> usize {
+        let finishing = self.finished.iter().filter(|&&c| is_running(scheduler, c)).count();
+        scheduler.num_running() - finishing
+    }
+
+    /// Whether `engine_running` requests running in the engine are exactly the calls the
+    /// scheduler counts as running, judged by count alone: true when the engine runs only calls
+    /// the scheduler admitted (no KV connector admitting on its own) and no request of an ended
+    /// program still runs. Then there is nothing to requeue and every running call is in a step.
+    pub fn counts_match(&self, scheduler: &Scheduler, engine_running: usize) -> bool {
+        self.forgotten.is_empty() && engine_running == self.num_running(scheduler)
+    }
+
+    /// Hands back to the waiting queues every call the scheduler counts as running whose request
+    /// is live but not among `running_requests` (what the engine runs now), keeping its place.
+    /// Returns how many went back.
+    pub fn requeue_all_but(
+        &mut self,
+        scheduler: &mut Scheduler,
+        running_requests: &[&str],
+        now: f64,
+    ) -> CoreResult<usize> {
+        let runs: FxHashSet<CallId> = running_requests.iter().filter_map(|r| self.call_of.get(*r).copied()).collect();
+        // A call whose request is gone has finished: the scheduler hears so at the next step.
+        let mut back: Vec<CallId> = scheduler
+            .running()
+            .iter()
+            .copied()
+            .filter(|c| !runs.contains(c) && self.request_of.contains_key(c))
+            .collect();
+        back.sort_unstable();
+        scheduler.requeue(&back, now)?;
+        Ok(back.len())
+    }
+
+    /// Ends a program in the scheduler; false if the scheduler does not know it. Its calls are
+    /// never reported to the scheduler again.
+    pub fn end_program(&mut self, scheduler: &mut Scheduler, program: ProgramId) -> bool {
+        let Ok(dropped) = scheduler.end_program(program) else { return false };
+        let dropped: FxHashSet<CallId> = dropped.into_iter().collect();
+        self.finished.retain(|c| !dropped.contains(c));
+        self.forgotten.extend(dropped.into_iter().filter(|c| self.request_of.contains_key(c)));
+        true
+    }
+}
+
+fn take(next: &mut ProgramId) -> ProgramId {
+    let id = *next;
+    *next += 1;
+    id
+}
+
+fn is_running(scheduler: &Scheduler, call: CallId) -> bool {
+    scheduler.call(call).is_some_and(|c| c.state == CallState::Running)
+}
+
+fn note(refused: &mut Vec<String>, result: CoreResult<()>) {
+    if let Err(error) = result {
+        refused.push(error.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_forgets_the_least_recently_touched() {
+        let mut recent = Recent::new(2);
+        recent.touch("a", 1);
+        recent.touch("b", 2);
+        recent.touch("a", 1);
+        recent.touch("c", 3);
+        assert_eq!((recent.get("a"), recent.get("b"), recent.get("c")), (Some(1), None, Some(3)));
+        for i in 0..5000 {
+            recent.touch("a", i);
+        }
+        assert!(recent.order.len() <= 2 * 2 + 1024 + 1, "stale order entries are compacted");
+    }
+}
