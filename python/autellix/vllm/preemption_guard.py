@@ -13,10 +13,13 @@ Before the first measurement nothing is protected.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from autellix.work_units import PREFILL_TOKENS_PER_UNIT
+
+CallKey = TypeVar("CallKey", bound=Hashable)  # a call id or a request id
 
 # Weight of the newest interval in the running mean: about the last 16 completions count.
 SMOOTHING = 1 / 16
@@ -34,6 +37,11 @@ class PreemptionGuard:
     slot_wait: float | None = None  # mean engine work between completions while full
     _last_completion: float | None = None
 
+    @property
+    def active(self) -> bool:
+        """Whether it can protect anything yet (on, and the slot wait measured)."""
+        return self.enabled and self.slot_wait is not None
+
     def observe_completions(self, count: int, work_clock: float, batch_full: bool) -> None:
         """`count` calls finished at `work_clock`; intervals count only while the batch was
         full (an idle slot frees nothing)."""
@@ -44,10 +52,10 @@ class PreemptionGuard:
             self.slot_wait = interval if self.slot_wait is None else self.slot_wait + SMOOTHING * (interval - self.slot_wait)
         self._last_completion = work_clock
 
-    def protected(self, running: Iterable[tuple[int, int]], block_size: int, cached: bool) -> list[int]:
-        """The calls among `running` (call id, computed tokens) whose recompute costs more engine
+    def protected(self, running: Iterable[tuple[CallKey, int]], block_size: int, cached: bool) -> list[CallKey]:
+        """The calls among `running` (id, computed tokens) whose recompute costs more engine
         work than waiting for the next free slot."""
-        if not self.enabled or self.slot_wait is None:
+        if self.slot_wait is None or not self.enabled:
             return []
         limit = self.slot_wait * PREFILL_TOKENS_PER_UNIT  # in tokens
         return [call for call, computed in running if recompute_tokens(computed, block_size, cached) > limit]

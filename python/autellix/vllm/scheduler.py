@@ -1,8 +1,10 @@
 """Autellix as vLLM V1's scheduler: `--scheduler-cls autellix.vllm.scheduler.AutellixScheduler`.
 
-Each engine step crosses into the Rust core once (`autellix_core.Scheduler.step`) with what
-happened since the last step (which calls ran and for how long, which finished, which arrived)
-and gets back which waiting calls to admit, in order, and which running calls to preempt. vLLM's
+The Rust side (`autellix_core.EngineAdapter` over `autellix_core.Scheduler`) keeps every map
+between vLLM's request ids, the core's call ids and program ids, and hears of each arrival and
+departure as it happens; each engine step it applies what happened since the last one (which
+calls ran and for how long, which finished, which arrived) and answers, in request ids, which
+waiting calls to admit, in order, and which running calls to preempt. vLLM's
 own `schedule()` then does the rest (token budget, KV blocks, prefix cache, chunked prefill):
 preempted calls are recomputed from the prefix cache, the way vLLM preempts under KV pressure.
 After vLLM's `schedule()`, every call the core counts as running that vLLM does not run goes back
@@ -23,13 +25,13 @@ vLLM, of earlier calls of the same program this one depends on (ATLAS).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+import autellix_core
 import vllm
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.output import SchedulerOutput
@@ -94,35 +96,30 @@ else:
 class _AutellixMixin(_MixinBase):
     """Everything Autellix adds; mixed into vLLM's `Scheduler` and `AsyncScheduler`."""
 
+    # With async scheduling the step vLLM reports can lag the core's decisions by one, so the
+    # calls that ran are always named; without it a full count means every running call ran.
+    _name_calls_that_ran = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if getattr(self, "connector", None) is not None:
+        connector = getattr(self, "connector", None)
+        if connector is not None:
             log.warning("autellix: KV connectors are untested with this scheduler")
         self.autellix_settings = AutellixSettings.from_vllm_config(self.vllm_config)
         self.core = self.autellix_settings.make_core()
+        # Request ids, sessions, lineage and what happened since the last step live in Rust,
+        # next to the core: one crossing per arrival and departure, a few per step.
+        self.adapter = autellix_core.EngineAdapter(
+            self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, SESSION_MEMORY, PARENT_MEMORY
+        )
         log.info("autellix: %s scheduling with policy %s", type(self).__name__, self.autellix_settings.policy)
         # Replaces vLLM's FCFS queue, before any request exists.
         self.admission = AdmissionQueue()
         self.waiting = self.admission
-        self._next_call = itertools.count(1)
-        self._next_solo_program = itertools.count(SOLO_PROGRAMS)
-        self._next_session_program = itertools.count(SESSION_PROGRAMS)
-        self._program_of_session: OrderedDict[str, int] = OrderedDict()  # least recent first
-        self._call_of: dict[str, int] = {}  # vLLM request id -> core call id
-        self._request_of: dict[int, str] = {}
-        self._thread_of: dict[int, Any] = {}
-        # request id -> (call id, program id), also after the call finished: parents are usually
-        # finished by the time their children arrive.
-        self._lineage: OrderedDict[str, tuple[int, int]] = OrderedDict()
-        self._core_running: set[int] = set()  # what the core counts as running
-        self._forgotten: set[int] = set()  # live requests of programs ended in the core
-        # What happened since the last core step, sent with the next one.
-        self._new_calls: list[int] = []
-        self._new_programs: list[int] = []
-        self._new_parents: list[list[int]] = []
-        self._finished: list[int] = []
-        self._ran: list[int] = []
-        self._ran_work = 0.0
+        # A KV connector starts requests holding KV blocks from a queue of its own, so counts
+        # alone no longer tell whether vLLM runs exactly what the core admitted.
+        self._counts_suffice = connector is None
+        self._thread_of: dict[int, Any] = {}  # call id -> autellix_thread_id, when one was given
         # The core's clock: engine work units (autellix.work_units), the same on any hardware,
         # and only advanced by steps this engine ran, so tests and decisions are reproducible.
         self.work_clock = 0.0
@@ -132,13 +129,14 @@ class _AutellixMixin(_MixinBase):
 
     def call_id(self, request_id: str) -> int | None:
         """The core's id for a request (the id given to vLLM or vLLM's internal one)."""
-        lineage = self._lineage.get(request_id)
-        return lineage[0] if lineage is not None else None
+        return self.adapter.call_id(request_id)
 
     def autellix_snapshot(self, program_ids: list[int]) -> dict[str, Any]:
         """What the front end shows: the core's queues and counters, and the listed programs
         this engine knows (others are absent)."""
-        self._report_pending(self.work_clock)
+        # An idle engine has no next step: tell the core now what it would hear then, or its
+        # last calls would show as running forever.
+        self._apply(self.work_clock)
         programs = {}
         for program_id in program_ids:
             try:
@@ -155,94 +153,45 @@ class _AutellixMixin(_MixinBase):
             # once; the core hears of it at the next step.
             "engine_requests": sum(self.get_request_counts()),
             "stats": dict(self.core.stats()),
-            "plugin": dict(self.autellix_stats),
+            "plugin": {**self.autellix_stats, **self.adapter.stats()},
             "programs": programs,
         }
 
     def autellix_end_program(self, program_id: int) -> bool:
         """Drop an ended program from the core's table; False if this engine never saw it."""
-        try:
-            dropped = set(self.core.end_program(program_id))
-        except Exception:
-            return False
-        # Its calls are gone from the core: never report them to it again (an aborted call's
-        # finish may still be waiting for the next step, or its request may end later).
-        self._finished = [c for c in self._finished if c not in dropped]
-        self._core_running -= dropped
-        self._forgotten |= dropped & set(self._request_of)
-        return True
+        return self.adapter.end_program(program_id)
 
     def thread_id(self, request_id: str) -> Any:
         """The `autellix_thread_id` a live request arrived with, if any."""
-        call_id = self.call_id(request_id)
+        call_id = self.adapter.call_id(request_id)
         return None if call_id is None else self._thread_of.get(call_id)
 
     # -- arrivals and departures -------------------------------------------------------------
-
-    def _program_id(self, given: Any, session: Any) -> int:
-        """Client program ids pass through (ints below 2**62); else a vLLM session id names the
-        program; else the call is a program of its own. The three ranges never meet."""
-        if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SESSION_PROGRAMS:
-            return given
-        if given is not None:
-            log.warning("autellix: ignoring program id %r (expected an int in [0, 2**62))", given)
-        if isinstance(session, str) and session:
-            return self._session_program(session)
-        return next(self._next_solo_program)
-
-    def _session_program(self, session: str) -> int:
-        program_id = self._program_of_session.get(session)
-        if program_id is not None:
-            self._program_of_session.move_to_end(session)
-            return program_id
-        program_id = next(self._next_session_program)
-        self._program_of_session[session] = program_id
-        while len(self._program_of_session) > SESSION_MEMORY:
-            self._program_of_session.popitem(last=False)
-        # Once per program: operators (and tests of the served engine) can see sessions group.
-        log.info("autellix: session %r is program %d", session, program_id)
-        return program_id
 
     def add_request(self, request: Request) -> None:
         is_update = request.request_id in self.requests
         super().add_request(request)
         if is_update or request.request_id not in self.requests:
             return  # a streaming update of a live request, not a new call
-        call_id = next(self._next_call)
-        self._call_of[request.request_id] = call_id
-        self._request_of[call_id] = request.request_id
         args = (request.sampling_params.extra_args if request.sampling_params else None) or {}
         session = request.session_id or args.get(SESSION_KEY)  # offline callers: extra_args
-        program_id = self._program_id(args.get(PROGRAM_KEY), session)
+        call_id, program_id, new_session = self.adapter.add_request(
+            request.request_id,
+            external_request_id(request.request_id),
+            _client_program(args.get(PROGRAM_KEY)),
+            session if isinstance(session, str) else None,
+            [str(parent) for parent in args.get(PARENTS_KEY) or ()],
+        )
+        if new_session:  # once per program: operators (and tests of the served engine) see sessions group
+            log.info("autellix: session %r is program %d", session, program_id)
         if THREAD_KEY in args:
             self._thread_of[call_id] = args[THREAD_KEY]
-        # The core accepts only earlier calls of the same program as parents.
-        parents = []
-        for parent in args.get(PARENTS_KEY) or ():
-            lineage = self._lineage.get(str(parent))
-            if lineage is not None and lineage[1] == program_id:
-                parents.append(lineage[0])
-        for name in {request.request_id, external_request_id(request.request_id)}:
-            self._lineage[name] = (call_id, program_id)
-        while len(self._lineage) > PARENT_MEMORY:
-            self._lineage.popitem(last=False)
-        self._new_calls.append(call_id)
-        self._new_programs.append(program_id)
-        self._new_parents.append(parents)
 
     def _free_request(self, request: Request, delay_free_blocks: bool = False):
         result = super()._free_request(request, delay_free_blocks)
-        call_id = self._call_of.pop(request.request_id, None)
-        if call_id is not None:
-            self._request_of.pop(call_id, None)
-            self._thread_of.pop(call_id, None)
-            if call_id in self._new_calls:  # finished before the core ever saw it
-                i = self._new_calls.index(call_id)
-                del self._new_calls[i], self._new_programs[i], self._new_parents[i]
-            elif call_id in self._forgotten:
-                self._forgotten.discard(call_id)
-            else:
-                self._finished.append(call_id)
+        if self._thread_of:
+            self._thread_of.pop(self.adapter.call_id(request.request_id), None)
+        self.adapter.free_request(request.request_id)
         return result
 
     # -- each step ---------------------------------------------------------------------------
@@ -251,17 +200,14 @@ class _AutellixMixin(_MixinBase):
         now = self.work_clock
         started = time.perf_counter()
         capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
-        self.guard.observe_completions(len(self._finished), now, self._batch_was_full)
-        decision = self._core_step(now, capacity, self._protected())
-        self._core_running.difference_update(self._finished)
-        self._core_running.difference_update(decision.preempt)
-        self._core_running.update(decision.admit)
-        self._ran, self._ran_work = [], 0.0
-        self._finished, self._new_calls, self._new_programs, self._new_parents = [], [], [], []
-
-        self._preempt_for_priority(decision.preempt)
-        request_ids = (self._request_of.get(c) for c in decision.admit)
-        self.admission.set_admissions([self.requests[r] for r in request_ids if r in self.requests])
+        self.guard.observe_completions(self.adapter.num_finished_pending, now, self._batch_was_full)
+        self._apply(now)
+        # Which calls to protect costs a pass over the batch: only worth it when a swap can happen.
+        protected = self._protected() if self.guard.active and self.adapter.may_swap() else []
+        admit, preempt = self.adapter.decide(now, capacity, protected)
+        self._preempt_for_priority(preempt)
+        requests = self.requests
+        self.admission.set_admissions([requests[r] for r in admit if r in requests])
         self.autellix_stats["core_seconds"] += time.perf_counter() - started
 
         output = super().schedule(throttle_prefills)
@@ -272,88 +218,35 @@ class _AutellixMixin(_MixinBase):
         self.autellix_stats["steps"] += 1
         return output
 
+    def _apply(self, now: float) -> None:
+        for refusal in self.adapter.apply(now):
+            log.error("autellix: the core refused part of a step: %s", refusal)
+
     def _requeue_not_running(self) -> None:
-        """Hand back to the core every call it counts as running that vLLM does not run. Checked
-        on the requests themselves, not on what the admission queue saw: vLLM pops a call whose
-        start it puts off (grammar still compiling, KV transfer or streaming input pending) and
-        prepends it to the queue again, so the call looks taken; left counted as running, the
-        core would never admit it again and it would wait forever."""
-        back = sorted(c for c in self._core_running if not self._runs_in_vllm(c))
-        if back:
-            self.core.requeue(back, self.work_clock)
-            self._core_running.difference_update(back)
-            self.autellix_stats["requeued"] += len(back)
+        """Hand back to the core every call it counts as running that vLLM does not run, whatever
+        the reason: vLLM pops a call whose start it puts off (grammar still compiling, KV transfer
+        or streaming input pending) and prepends it to the queue again, so the call looks taken;
+        left counted as running, the core would never admit it again and it would wait forever.
+        vLLM runs only what the core admitted, so equal counts mean there is nothing to hand back."""
+        if self._counts_suffice and self.adapter.counts_match(len(self.running)):
+            return
+        back = self.adapter.requeue_all_but([r.request_id for r in self.running], self.work_clock)
+        self.autellix_stats["requeued"] += back
 
-    def _runs_in_vllm(self, call_id: int) -> bool:
-        request = self.requests.get(self._request_of.get(call_id, ""))
-        # A request gone from vLLM has finished: the core hears so at the next step.
-        return request is None or request.status == RequestStatus.RUNNING
-
-    def _report_pending(self, now: float) -> None:
-        """Tell the core at once what it would hear at the next step (service, finishes): an
-        idle engine has no next step, and would show its last calls as running forever."""
-        ran = [c for c in self._ran if c in self._core_running]
-        if ran:
-            _attempt("record_service", self.core.record_service, ran, self._ran_work, now)
-        for call_id in self._finished:
-            _attempt("finish_call", self.core.finish_call, call_id, now)
-        self._core_running.difference_update(self._finished)
-        self._ran, self._ran_work, self._finished = [], 0.0, []
-
-    def _protected(self) -> list[int]:
-        """Running calls whose recompute would cost more than waiting for a free slot (see
+    def _protected(self) -> list[str]:
+        """Running requests whose recompute would cost more than waiting for a free slot (see
         preemption_guard). Their full KV blocks survive a preemption only in the prefix cache,
         and only while the cache has room to spare."""
-        finished = set(self._finished)
-        running = [
-            (call_id, request.num_computed_tokens)
-            for request in self.running
-            if (call_id := self._call_of.get(request.request_id)) in self._core_running and call_id not in finished
-        ]
+        running = [(request.request_id, request.num_computed_tokens) for request in self.running]
         cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
         protected = self.guard.protected(running, self.block_size, cached)
         self.autellix_stats["protected_call_steps"] += len(protected)
         return protected
 
-    def _core_step(self, now: float, capacity: int, protected: list[int]):  # -> autellix_core.Decision
-        # With async scheduling a call can have run in a batch and been preempted or requeued
-        # since; only calls the core still counts as running can be credited.
-        ran = [c for c in self._ran if c in self._core_running]
-        try:
-            return self.core.step(
-                now,
-                capacity,
-                ran=ran,
-                ran_seconds=self._ran_work,
-                finished=self._finished,
-                new_calls=self._new_calls,
-                new_programs=self._new_programs,
-                new_parents=self._new_parents if any(self._new_parents) else None,
-                protected=protected,
-            )
-        except Exception:  # the core validates first: nothing changed, so redo it piece by piece
-            log.exception("autellix: core step rejected its batch; applying it call by call")
-            self.autellix_stats["rejected_batches"] += 1
-        return self._core_step_piecewise(now, capacity, ran)
-
-    def _core_step_piecewise(self, now: float, capacity: int, ran: list[int]):
-        if ran:
-            _attempt("record_service", self.core.record_service, ran, self._ran_work, now)
-        for call_id in self._finished:
-            _attempt("finish_call", self.core.finish_call, call_id, now)
-        for call_id, program_id, parents in zip(
-            self._new_calls, self._new_programs, self._new_parents
-        ):
-            try:
-                self.core.add_call(call_id, program_id, now, parents)
-            except Exception:
-                _attempt("add_call", self.core.add_call, call_id, program_id, now, ())
-        return self.core.schedule(now, capacity)
-
-    def _preempt_for_priority(self, call_ids: list[int]) -> None:
+    def _preempt_for_priority(self, request_ids: list[str]) -> None:
         now = time.monotonic()  # vLLM's own event time stamps
-        for call_id in call_ids:
-            request = self.requests.get(self._request_of.get(call_id, ""))
+        for request_id in request_ids:
+            request = self.requests.get(request_id)
             if request is None or request.status != RequestStatus.RUNNING:
                 continue
             self.running.remove(request)
@@ -364,18 +257,22 @@ class _AutellixMixin(_MixinBase):
         scheduled = scheduler_output.num_scheduled_tokens
         if scheduled:
             # Every call in the step is credited the step's work, as it would be its seconds.
-            self._ran_work = step_units(scheduler_output.total_num_scheduled_tokens, len(scheduled))
-            self.work_clock += self._ran_work
-            self._ran = [self._call_of[rid] for rid in scheduled if rid in self._call_of]
+            work = step_units(scheduler_output.total_num_scheduled_tokens, len(scheduled))
+            self.work_clock += work
+            if not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(len(scheduled)):
+                self.adapter.ran_all(work)
+            else:
+                self.adapter.ran_requests(list(scheduled), work)
         return super().update_from_output(scheduler_output, model_runner_output)
 
 
-def _attempt(what: str, fn: Any, *args: Any) -> None:
-    """One core call whose failure is logged, not raised: the engine must go on stepping."""
-    try:
-        fn(*args)
-    except Exception as error:
-        log.error("autellix: %s%r failed: %s", what, args, error)
+def _client_program(given: Any) -> int | None:
+    """A client's program id: an int in [0, 2**62); anything else is ignored, with a warning."""
+    if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SESSION_PROGRAMS:
+        return given
+    if given is not None:
+        log.warning("autellix: ignoring program id %r (expected an int in [0, 2**62))", given)
+    return None
 
 
 def _autellix_scheduler(engine_core: Any) -> _AutellixMixin | None:
@@ -417,3 +314,5 @@ class AutellixScheduler(_AutellixMixin, Scheduler):
 
 class AutellixAsyncScheduler(_AutellixMixin, AsyncScheduler):
     """For GPU engines with async scheduling on (vLLM's default there). Untested on GPU so far."""
+
+    _name_calls_that_ran = True
