@@ -158,7 +158,16 @@ proptest! {
                 Op::Schedule { capacity, protect_mask } => {
                     let protected = masked(s.running(), protect_mask);
                     let running_before = s.num_running();
+                    let may_swap = s.may_swap();
                     let decision = s.schedule_protecting(now, capacity, &protected).unwrap().clone();
+                    // may_swap is conservative: false means no preemption beyond what capacity forces.
+                    if !may_swap {
+                        assert!(
+                            decision.preempt.len() <= running_before.saturating_sub(capacity),
+                            "may_swap said no swap, yet {} preempted ({} running, capacity {})",
+                            decision.preempt.len(), running_before, capacity
+                        );
+                    }
                     let d = Decided {
                         capacity, running_before, protected: &protected, admit: &decision.admit, preempt: &decision.preempt,
                     };
