@@ -15,6 +15,7 @@ accounting, no preemption), all in the same run.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import random
 import statistics
 import sys
 import time
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +95,120 @@ def measure_scheduler(make, config: Config, steps: int, seed: int) -> list[int]:
         gone = set(finished) | set(decision.preempt)
         running = [c for c in running if c not in gone] + list(decision.admit)
     return samples
+
+
+class PlainDequeScheduler:
+    """The floor a researcher would write in plain Python: PLAS without anti-starvation,
+    preemption, demotion or validation. A call enters the queue its program's attained service
+    falls in (the core's default ladder) and waits FIFO in it; admission takes the queues top-down."""
+
+    def __init__(self, boundaries: list[float]) -> None:
+        self.boundaries = boundaries
+        self.queues: list[deque[int]] = [deque() for _ in range(len(boundaries) + 1)]
+        self.program_of: dict[int, int] = {}
+        self.service: dict[int, float] = defaultdict(float)
+        self.waiting: set[int] = set()
+        self.running: set[int] = set()
+
+    def add_call(self, call_id: int, program_id: int, now: float) -> None:
+        self.program_of[call_id] = program_id
+        self.waiting.add(call_id)
+        self.queues[bisect.bisect_right(self.boundaries, self.service[program_id])].append(call_id)
+
+    def record_service(self, call_ids: list[int], seconds: float, now: float) -> None:
+        service, program_of = self.service, self.program_of
+        for call_id in call_ids:
+            service[program_of[call_id]] += seconds
+
+    def finish_call(self, call_id: int, now: float) -> None:
+        self.running.discard(call_id)
+        self.waiting.discard(call_id)
+        del self.program_of[call_id]
+
+    def schedule(self, now: float, capacity: int) -> list[int]:
+        admit: list[int] = []
+        free = capacity - len(self.running)
+        for queue in self.queues:
+            while free > 0 and queue:
+                call_id = queue.popleft()
+                if call_id in self.waiting:
+                    self.waiting.discard(call_id)
+                    admit.append(call_id)
+                    free -= 1
+        self.running.update(admit)
+        return admit
+
+
+def measure_call_by_call(make, config: Config, steps: int, seed: int) -> list[int]:
+    """Nanoseconds per engine step driven one operation at a time, as a researcher drives the
+    core from Python: `record_service` for the running batch, `finish_call` and `add_call` per
+    call, then `schedule`."""
+    rng = random.Random(seed)
+    s = make()
+    now = 0.0
+    initial = config.queued + config.batch
+    for call_id in range(initial):
+        s.add_call(call_id, rng.randrange(config.programs), now)
+    next_id = initial
+    running = _admitted(s.schedule(now, config.batch))
+    samples = []
+    for _ in range(steps):
+        now += STEP_SECONDS
+        finished = running[: config.churn]
+        arrivals = [(next_id + i, rng.randrange(config.programs)) for i in range(config.churn)]
+        next_id += config.churn
+        start = time.perf_counter_ns()
+        s.record_service(running, STEP_SECONDS, now)
+        for call_id in finished:
+            s.finish_call(call_id, now)
+        for call_id, program_id in arrivals:
+            s.add_call(call_id, program_id, now)
+        decision = s.schedule(now, config.batch)
+        samples.append(time.perf_counter_ns() - start)
+        gone = set(finished) | set(getattr(decision, "preempt", ()))
+        running = [c for c in running if c not in gone] + _admitted(decision)
+    return samples
+
+
+def _admitted(decision) -> list[int]:
+    return list(decision.admit) if hasattr(decision, "admit") else list(decision)
+
+
+def run_call_by_call(config: Config, repeats: int, steps: int) -> dict:
+    """The core against the plain-Python floor, both driven call by call, same seeds."""
+    core_runs, plain_runs = [], []
+    boundaries = autellix_core.Scheduler(config.policy).queue_boundaries
+    for repeat in range(repeats):
+        seed = 7000 + repeat
+        core_runs.append(
+            measure_call_by_call(lambda: autellix_core.Scheduler(config.policy, starvation_ratio=4.0), config, steps, seed)
+        )
+        plain_runs.append(measure_call_by_call(lambda: PlainDequeScheduler(boundaries), config, steps, seed))
+    row = {**config.__dict__, "rust": summarise(core_runs), "plain_python": summarise(plain_runs)}
+    row["speedup_vs_plain_python"] = row["plain_python"]["median_us"] / row["rust"]["median_us"]
+    _progress(
+        f"call by call, {config.policy} queued={config.queued} batch={config.batch} churn={config.churn}: "
+        f"rust {row['rust']['median_us']:.2f} us, plain python {row['plain_python']['median_us']:.2f} us, "
+        f"x{row['speedup_vs_plain_python']:.1f}"
+    )
+    return row
+
+
+def call_by_call_table(rows: list[dict]) -> str:
+    lines = [
+        (
+            "| policy | queued | programs | batch | finish + arrive per step | Rust median (us) | Rust p99 (us) "
+            "| plain Python median (us) | plain Python p99 (us) | plain Python / Rust |"
+        ),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['policy']} | {r['queued']} | {r['programs']} | {r['batch']} | {r['churn']} + {r['churn']} "
+            f"| {r['rust']['median_us']:.2f} | {r['rust']['p99_us']:.2f} | {r['plain_python']['median_us']:.2f} "
+            f"| {r['plain_python']['p99_us']:.2f} | {r['speedup_vs_plain_python']:.1f}x |"
+        )
+    return "\n".join(lines)
 
 
 def measure_vllm_queue(config: Config, steps: int, seed: int) -> list[int] | None:
@@ -255,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--churn", type=int, default=4, help="calls finishing and arriving per step")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "scheduler_latency")
+    parser.add_argument(
+        "--call-by-call-queued", type=int, default=10_000, help="queued calls of the call-by-call measurement"
+    )
     args = parser.parse_args(argv)
     rust_steps, python_steps = 3000, 600
     if args.quick:
@@ -268,7 +387,19 @@ def main(argv: list[str] | None = None) -> int:
         for queued in args.queued
     ]
     rows = run(configs, args.repeats, rust_steps, python_steps)
-    result = {"machine": machine(), "step_seconds": STEP_SECONDS, "rows": rows, "growth": growth(rows)}
+    # The per-call API at the issue's load: 256 running, 16 finishing and 16 arriving a step.
+    by_call = [
+        run_call_by_call(Config(args.call_by_call_queued, programs, policy, 256, 16, "list"), args.repeats, rust_steps)
+        for policy in args.policies
+        for programs in args.programs
+    ]
+    result = {
+        "machine": machine(),
+        "step_seconds": STEP_SECONDS,
+        "rows": rows,
+        "growth": growth(rows),
+        "call_by_call": by_call,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     markdown = table(rows)
@@ -282,10 +413,18 @@ def main(argv: list[str] | None = None) -> int:
         f"Batch {args.batch} running calls, {args.churn} finish and {args.churn} arrive per step; "
         f"median of {args.repeats} runs of each run's median / p99.\n\n"
     )
-    args.out.with_suffix(".md").write_text(header + markdown + "\n\nGrowth with queue size:\n" + "\n".join(growth_lines) + "\n")
+    by_call_section = (
+        "\n\nDriven call by call (`record_service` of the batch, `finish_call` and `add_call` per call, "
+        "`schedule`), against the plain-Python floor (`PlainDequeScheduler`: PLAS queues as deques, no "
+        "anti-starvation, preemption, demotion or validation), same seeds:\n\n" + call_by_call_table(by_call) + "\n"
+    )
+    args.out.with_suffix(".md").write_text(
+        header + markdown + "\n\nGrowth with queue size:\n" + "\n".join(growth_lines) + by_call_section
+    )
     plot(rows, args.out.with_suffix(".png"))
     print(header + markdown)
     print("\n".join(growth_lines))
+    print(by_call_section)
     return 0
 
 
