@@ -17,14 +17,19 @@ from vllm.v1.request import Request
 
 class AdmissionQueue(RequestQueue):
     def __init__(self) -> None:
-        # Insertion-ordered: arrival order, with vLLM's prepends (preempted or skipped requests)
-        # moved to the front. Used only for iteration; admission follows `_admit`.
-        self._waiting: dict[str, Request] = {}
+        # Waiting requests in two insertion-ordered maps, so every operation is O(1) however many
+        # wait: vLLM's prepends (preempted or skipped requests, newest last) and arrivals. Used
+        # only for counting and iteration; admission follows `_admit`.
+        self._front: dict[str, Request] = {}
+        self._arrived: dict[str, Request] = {}
         self._admit: list[Request] = []  # this step's admissions, most urgent last (pop from end)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._front or request_id in self._arrived
 
     def set_admissions(self, requests: list[Request]) -> None:
         """The requests vLLM may admit this step, most urgent first."""
-        self._admit = [r for r in reversed(requests) if r.request_id in self._waiting]
+        self._admit = [r for r in reversed(requests) if r.request_id in self]
 
     def clear_admissions(self) -> None:
         """End of the step: forget admissions vLLM did not take. (The scheduler hands back to
@@ -32,13 +37,17 @@ class AdmissionQueue(RequestQueue):
         again, so what is left here is not all vLLM did not start.)"""
         self._admit = []
 
+    def _forget(self, request_id: str) -> None:
+        if self._front.pop(request_id, None) is None:
+            self._arrived.pop(request_id, None)
+
     # RequestQueue interface
     def add_request(self, request: Request) -> None:
-        self._waiting[request.request_id] = request
+        self._arrived[request.request_id] = request
 
     def pop_request(self) -> Request:
         request = self._admit.pop()
-        del self._waiting[request.request_id]
+        self._forget(request.request_id)
         return request
 
     def peek_request(self) -> Request:
@@ -47,12 +56,12 @@ class AdmissionQueue(RequestQueue):
         return self._admit[-1]
 
     def prepend_request(self, request: Request) -> None:
-        self._waiting[request.request_id] = request
-        self._waiting = {request.request_id: request, **self._waiting}
+        self._forget(request.request_id)
+        self._front[request.request_id] = request
 
     def prepend_requests(self, requests: Iterable[Request]) -> None:
-        front = {r.request_id: r for r in requests}
-        self._waiting = {**front, **{k: v for k, v in self._waiting.items() if k not in front}}
+        for request in reversed(list(requests)):  # the first ends up frontmost
+            self.prepend_request(request)
 
     def remove_request(self, request: Request) -> None:
         self.remove_requests((request,))
@@ -60,14 +69,15 @@ class AdmissionQueue(RequestQueue):
     def remove_requests(self, requests: Iterable[Request]) -> None:
         gone = {r.request_id for r in requests}
         for request_id in gone:
-            self._waiting.pop(request_id, None)
-        self._admit = [r for r in self._admit if r.request_id not in gone]
+            self._forget(request_id)
+        if self._admit:
+            self._admit = [r for r in self._admit if r.request_id not in gone]
 
     def __bool__(self) -> bool:
         return bool(self._admit)
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return len(self._front) + len(self._arrived)
 
     def __iter__(self) -> Iterator[Request]:
-        return iter(list(self._waiting.values()))
+        return iter([*reversed(self._front.values()), *self._arrived.values()])
