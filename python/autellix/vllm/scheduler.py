@@ -36,6 +36,7 @@ import vllm
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.scheduler import Scheduler
+from vllm.v1.core.sched.utils import remove_all
 from vllm.v1.request import Request, RequestStatus
 
 from autellix.contract import (
@@ -244,14 +245,15 @@ class _AutellixMixin(_MixinBase):
         return protected
 
     def _preempt_for_priority(self, request_ids: list[str]) -> None:
+        if not request_ids:
+            return
+        requests = (self.requests.get(request_id) for request_id in request_ids)
+        victims = [r for r in requests if r is not None and r.status == RequestStatus.RUNNING]
+        self.running = remove_all(self.running, set(victims))  # one pass however many go
         now = time.monotonic()  # vLLM's own event time stamps
-        for request_id in request_ids:
-            request = self.requests.get(request_id)
-            if request is None or request.status != RequestStatus.RUNNING:
-                continue
-            self.running.remove(request)
+        for request in victims:
             self._preempt_request(request, now)  # frees KV, prepends to waiting, tells workers
-            self.autellix_stats["priority_preemptions"] += 1
+        self.autellix_stats["priority_preemptions"] += len(victims)
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
         scheduled = scheduler_output.num_scheduled_tokens
