@@ -1,0 +1,101 @@
+"""bench/plugin_step.py on a tiny configuration: both schedulers really serve the same calls."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+pytest.importorskip("autellix_core")
+pytest.importorskip("vllm")
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "plugin_step.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("plugin_step_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+BATCH, QUEUED, STEPS = 4, 8, 12
+CALLS = 40  # the first B + Q, then one arrival for each finish until 40 arrived
+# Short calls, so that some finish (and new ones arrive) within the timed steps.
+CONFIG = bench.Config(batch=BATCH, queued=QUEUED, programs=3, output_tokens=(2, 6))
+
+
+def _stream():
+    return bench.CallStream(CONFIG, seed=1, vocab_size=bench._vocab_size())
+
+
+def _specs(count: int) -> list:
+    stream = _stream()
+    return [stream[i] for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def runs():
+    stream = _stream()
+    return {
+        kind: bench.run_once(
+            kind,
+            CONFIG,
+            stream,
+            warmup_steps=4,
+            steps=STEPS,
+            drain=True,
+            max_calls=CALLS,
+        )
+        for kind in bench.KINDS
+    }
+
+
+def test_both_schedulers_finish_the_same_calls(runs):
+    vllm, autellix = runs["vllm"], runs["autellix"]
+    assert type(vllm.scheduler).__name__ == "Scheduler"
+    assert type(autellix.scheduler).__name__ == "AutellixScheduler"
+    # The same call sequence: its first CALLS calls arrived, and every one of them finished
+    # once, whatever order each scheduler served them in.
+    expected = {stream_spec.request_id for stream_spec in _specs(CALLS)}
+    for run in (vllm, autellix):
+        assert run.added == CALLS
+        assert len(run.finished) == len(set(run.finished)) == CALLS
+        assert set(run.finished) == expected
+        assert len(run.samples_ns) == len(run.running) == STEPS
+        assert len(run.scheduler.requests) == 0
+    # Calls arrived during the timed steps (each as a live one finished), not only at the start.
+    assert vllm.measured_finished > 0 and autellix.measured_finished > 0
+
+
+def test_each_step_schedules_at_most_the_batch(runs):
+    for run in runs.values():
+        assert run.scheduled and max(run.scheduled) <= BATCH
+        assert max(run.running) <= BATCH
+        # The batch was full at some point while calls waited.
+        assert max(run.scheduled) == BATCH
+
+
+def test_autellix_core_has_no_calls_left(runs):
+    scheduler = runs["autellix"].scheduler
+    assert len(scheduler.requests) == 0
+    # The core hears of the last finishes at the next step; the snapshot tells it at once.
+    snapshot = scheduler.autellix_snapshot([])
+    assert snapshot["num_running"] == 0
+    assert snapshot["num_waiting"] == 0
+    assert snapshot["engine_requests"] == 0
+    plugin = runs["autellix"].plugin  # autellix_stats over the timed steps
+    if "steps" in plugin:
+        assert plugin["steps"] == STEPS
