@@ -197,8 +197,9 @@ def test_load_balancer_pins_long_calls_and_spreads_short_ones():
 
 def _adapter(**kwargs):
     from autellix.contract import SESSION_PROGRAMS, SOLO_PROGRAMS
+    from autellix.work_units import PREFILL_TOKENS_PER_UNIT
 
-    return core.EngineAdapter(core.Scheduler("plas", **kwargs), SESSION_PROGRAMS, SOLO_PROGRAMS)
+    return core.EngineAdapter(core.Scheduler("plas", **kwargs), SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT)
 
 
 def test_engine_adapter_drives_its_scheduler_in_request_ids():
@@ -218,6 +219,36 @@ def test_engine_adapter_drives_its_scheduler_in_request_ids():
     assert adapter.request_id(adapter.call_id("r2")) == "r2" and adapter.request_id(call) is None
 
 
+def test_engine_adapter_credits_each_call_its_own_work_as_work_units_defines_it():
+    from autellix.work_units import call_units
+
+    adapter = _adapter()
+    for request in ("decoding", "prefilling"):
+        adapter.add_request(request, request, 1, None)
+    adapter.apply(0.0)
+    adapter.decide(0.0, 2)
+    adapter.ran_tokens({"decoding": 1, "prefilling": 700, "unknown": 5})
+    adapter.apply(1.0)
+    service = {r: adapter.scheduler.call_info(adapter.call_id(r))["service"] for r in ("decoding", "prefilling")}
+    assert service == {"decoding": call_units(1), "prefilling": call_units(700)}
+    assert call_units(1) == 1.0 and call_units(700) > call_units(1)
+    with pytest.raises(TypeError):
+        adapter.ran_tokens({"decoding": "many"})  # type: ignore[dict-item]
+
+
+def test_record_service_each_credits_each_its_own_and_validates_first():
+    s = core.Scheduler()
+    s.add_calls([1, 2], [1, 2], 0.0)
+    s.schedule(0.0, 2)
+    s.record_service_each([1, 2], [0.5, 2.0], 1.0)
+    assert (s.call_info(1)["service"], s.call_info(2)["service"]) == (0.5, 2.0)
+    with pytest.raises(core.InvalidArgumentError, match="parallel"):
+        s.record_service_each([1, 2], [1.0], 1.0)
+    with pytest.raises(core.InvalidArgumentError, match="finite"):
+        s.record_service_each([1, 2], [1.0, -1.0], 1.0)
+    assert (s.call_info(1)["service"], s.call_info(2)["service"]) == (0.5, 2.0)
+
+
 def test_engine_adapter_errors_are_typed_and_change_nothing():
     adapter = _adapter()
     adapter.add_request("r1", "r1", 5, None)
@@ -228,7 +259,9 @@ def test_engine_adapter_errors_are_typed_and_change_nothing():
     with pytest.raises(TypeError):
         adapter.ran_requests("r1", 1.0)  # type: ignore[arg-type]
     with pytest.raises(core.ConfigError, match="client < session < solo"):
-        core.EngineAdapter(core.Scheduler(), 10, 5)
+        core.EngineAdapter(core.Scheduler(), 10, 5, 128.0)
+    with pytest.raises(core.ConfigError, match="prefill tokens per unit"):
+        core.EngineAdapter(core.Scheduler(), 5, 10, 0.0)
     assert adapter.num_requests == 1
     adapter.apply(0.0)
     with pytest.raises(core.InvalidArgumentError, match="backwards"):

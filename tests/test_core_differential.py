@@ -54,7 +54,7 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
     rust, ref = core.Scheduler(policy, **kwargs), ReferenceScheduler(policy, **kwargs)
     now, next_id, ids = 0.0, 1, []
     for _ in range(data.draw(st.integers(1, 120), label="operations")):
-        kind = data.draw(st.sampled_from(["add", "add", "schedule", "schedule", "serve", "finish", "requeue", "end", "step", "time", "bad"]))
+        kind = data.draw(st.sampled_from(["add", "add", "schedule", "schedule", "serve", "serve-each", "finish", "requeue", "end", "step", "time", "bad"]))
         running = sorted(ref.running())
         live = [i for i in ids if i in ref]
         if kind == "add":
@@ -69,6 +69,10 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
         elif kind == "serve":
             served = data.draw(st.lists(st.sampled_from(running), unique=True)) if running else []
             op = lambda s, c=served, t=data.draw(st.floats(0, 2)): s.record_service(c, t, now)  # noqa: E731
+        elif kind == "serve-each":
+            served = data.draw(st.lists(st.sampled_from(running), unique=True)) if running else []
+            amounts = data.draw(st.lists(st.floats(0, 2), min_size=len(served), max_size=len(served)))
+            op = lambda s, c=served, a=amounts: s.record_service_each(c, a, now)  # noqa: E731
         elif kind == "finish":
             done = data.draw(st.lists(st.sampled_from(live), unique=True, max_size=2)) if live else []
             op = lambda s, c=done: s.finish_calls(c, now)  # noqa: E731

@@ -14,7 +14,7 @@ vLLM plug-in's engine work units: autellix.work_units), the same for `now` and s
 changes nothing.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, Self, TypedDict, final
 
 __version__: str
@@ -158,6 +158,8 @@ class Scheduler:
         All input is validated before anything changes; a new call may not reuse the id of a call
         finished in the same step. `protected` is judged as the decision starts: a call finished
         in this step is unknown (UnknownCallError), one arriving in it is waiting (CallStateError)."""
+    def record_service_each(self, call_ids: Sequence[int], amounts: Sequence[float], now: float) -> None:
+        """`record_service` with each call's own amount (`amounts[i]` to `call_ids[i]`)."""
     def record_service(self, call_ids: Sequence[int], seconds: float, now: float) -> None:
         """Each listed running call just got `seconds` of engine time (may demote it).
         Raises UnknownCallError, CallStateError (not running), DuplicateCallError."""
@@ -205,10 +207,12 @@ class EngineAdapter:
         scheduler: Scheduler,
         session_programs: int,
         solo_programs: int,
+        prefill_tokens_per_unit: float,
         session_memory: int = 65536,
         parent_memory: int = 65536,
     ) -> Self:
-        """Raises ConfigError unless 0 < session_programs < solo_programs and both memories >= 1."""
+        """Raises ConfigError unless 0 < session_programs < solo_programs, both memories >= 1 and
+        prefill_tokens_per_unit > 0."""
     @property
     def scheduler(self) -> Scheduler: ...
     @property
@@ -241,7 +245,10 @@ class EngineAdapter:
     def ran_all(self, work: float) -> None:
         """The last step ran every call the scheduler counts as running, for `work`."""
     def ran_requests(self, request_ids: Sequence[str], work: float) -> None:
-        """The last step ran these requests (unknown ones are ignored), for `work`."""
+        """The last step ran these requests (unknown ones are ignored), for `work` each."""
+    def ran_tokens(self, scheduled: Mapping[str, int]) -> None:
+        """The last step ran these requests for these numbers of tokens: each is credited its own
+        work, 1 + (tokens - 1) / prefill_tokens_per_unit (`autellix.work_units.call_units`)."""
     def apply(self, now: float) -> list[str]:
         """Tells the scheduler the service, finishes and arrivals since the last step; returns
         what it refused (a rejected batch of arrivals is retried one by one, a call whose parents

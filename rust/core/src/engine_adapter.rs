@@ -25,6 +25,8 @@ pub struct AdapterConfig {
     pub session_memory: usize,
     /// Request ids nameable as parents (most recent arrivals), live or finished.
     pub parent_memory: usize,
+    /// Prompt tokens whose prefill counts as one decode step (`autellix.work_units`).
+    pub prefill_tokens_per_unit: f64,
 }
 
 impl AdapterConfig {
@@ -37,6 +39,12 @@ impl AdapterConfig {
         }
         if self.session_memory == 0 || self.parent_memory == 0 {
             return Err(CoreError::InvalidConfig("session and parent memories must be >= 1".into()));
+        }
+        if !(self.prefill_tokens_per_unit.is_finite() && self.prefill_tokens_per_unit > 0.0) {
+            return Err(CoreError::InvalidConfig(format!(
+                "prefill tokens per unit must be finite and > 0, got {}",
+                self.prefill_tokens_per_unit
+            )));
         }
         Ok(())
     }
@@ -56,9 +64,12 @@ pub struct Arrival {
 enum Ran {
     #[default]
     Nothing,
-    /// Every call the scheduler counts as running was in the step.
-    All,
-    Calls(Vec<CallId>),
+    /// Every call the scheduler counts as running got this much.
+    All(f64),
+    /// These calls got this much each.
+    Calls(Vec<CallId>, f64),
+    /// Each call got its own amount.
+    Each(Vec<CallId>, Vec<f64>),
 }
 
 /// What `decide` tells the engine, in vLLM's request ids.
@@ -134,7 +145,6 @@ pub struct EngineAdapter {
     arrivals: Vec<(CallId, ProgramId, Vec<CallId>)>,
     finished: Vec<CallId>,
     ran: Ran,
-    ran_work: f64,
     stats: AdapterStats,
 }
 
@@ -153,7 +163,6 @@ impl EngineAdapter {
             arrivals: Vec::new(),
             finished: Vec::new(),
             ran: Ran::Nothing,
-            ran_work: 0.0,
             stats: AdapterStats::default(),
             config,
         })
@@ -244,16 +253,28 @@ impl EngineAdapter {
         true
     }
 
-    /// The engine ran a step of `work` units that every running call took part in.
+    /// Every running call got `work` units in the engine's last step.
     pub fn ran_all(&mut self, work: f64) {
-        self.ran = Ran::All;
-        self.ran_work = work;
+        self.ran = Ran::All(work);
     }
 
-    /// The engine ran a step of `work` units with these requests (unknown ones are ignored).
+    /// These requests got `work` units each in the last step (unknown ones are ignored).
     pub fn ran_requests(&mut self, request_ids: &[&str], work: f64) {
-        self.ran = Ran::Calls(request_ids.iter().filter_map(|r| self.call_of.get(*r).copied()).collect());
-        self.ran_work = work;
+        self.ran = Ran::Calls(request_ids.iter().filter_map(|r| self.call_of.get(*r).copied()).collect(), work);
+    }
+
+    /// These requests ran the given numbers of tokens in the last step: each is credited its own
+    /// work, one unit for its decode token and the rest as prefill (`autellix.work_units.call_units`).
+    pub fn ran_tokens(&mut self, scheduled: impl IntoIterator<Item = (impl AsRef<str>, u64)>) {
+        let per_unit = self.config.prefill_tokens_per_unit;
+        let (calls, amounts) = scheduled
+            .into_iter()
+            .filter_map(|(request, tokens)| {
+                let call = *self.call_of.get(request.as_ref())?;
+                Some((call, 1.0 + tokens.saturating_sub(1) as f64 / per_unit))
+            })
+            .unzip();
+        self.ran = Ran::Each(calls, amounts);
     }
 
     /// Tells the scheduler what happened since the last step: service, then finishes, then
@@ -266,13 +287,17 @@ impl EngineAdapter {
         // calls the scheduler still counts as running can be credited.
         match std::mem::take(&mut self.ran) {
             Ran::Nothing => {}
-            Ran::All => note(&mut refused, scheduler.record_service_running(self.ran_work, now)),
-            Ran::Calls(calls) => {
+            Ran::All(work) => note(&mut refused, scheduler.record_service_running(work, now)),
+            Ran::Calls(calls, work) => {
                 let ran: Vec<CallId> = calls.into_iter().filter(|&c| is_running(scheduler, c)).collect();
-                note(&mut refused, scheduler.record_service(&ran, self.ran_work, now));
+                note(&mut refused, scheduler.record_service(&ran, work, now));
+            }
+            Ran::Each(calls, amounts) => {
+                let (ran, amounts): (Vec<CallId>, Vec<f64>) =
+                    calls.into_iter().zip(amounts).filter(|&(c, _)| is_running(scheduler, c)).unzip();
+                note(&mut refused, scheduler.record_service_each(&ran, &amounts, now));
             }
         }
-        self.ran_work = 0.0;
         let finished = std::mem::take(&mut self.finished);
         if let Err(error) = scheduler.finish_calls(&finished, now) {
             refused.push(error.to_string());

@@ -234,6 +234,25 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Credits each listed running call its own amount of engine time (`amounts[i]` to `calls[i]`).
+    pub fn record_service_each(&mut self, calls: &[CallId], amounts: &[f64], now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        if calls.len() != amounts.len() {
+            return Err(CoreError::InvalidArgument(format!(
+                "call ids and amounts must be parallel lists: got {} call ids, {} amounts",
+                calls.len(),
+                amounts.len()
+            )));
+        }
+        amounts.iter().try_for_each(|&seconds| check_seconds(seconds))?;
+        self.check_listed(calls, Some(CallState::Running))?;
+        self.last_now = now;
+        for (&call, &seconds) in calls.iter().zip(amounts) {
+            self.credit_one(call, seconds);
+        }
+        Ok(())
+    }
+
     /// Credits `seconds` of engine time to every running call (the usual engine step).
     pub fn record_service_running(&mut self, seconds: f64, now: f64) -> CoreResult<()> {
         self.check_now(now)?;
@@ -547,22 +566,26 @@ impl Scheduler {
     }
 
     fn credit_service(&mut self, calls: &[CallId], seconds: f64) {
+        for &id in calls {
+            self.credit_one(id, seconds);
+        }
+    }
+
+    fn credit_one(&mut self, id: CallId, seconds: f64) {
         let last_queue = self.config.num_queues() - 1;
-        for id in calls {
-            let call = self.calls.get_mut(id).expect("validated call");
-            call.service += seconds;
-            call.starvation_service += seconds;
-            call.quantum_used += seconds;
-            if call.queue < last_queue && call.quantum_used >= self.config.quanta[call.queue] {
-                // Demoted to the tail of the next queue, with a fresh quantum.
-                self.running_per_queue[call.queue] -= 1;
-                self.running_per_queue[call.queue + 1] += 1;
-                call.queue += 1;
-                call.quantum_used = 0.0;
-                self.next_order += 1;
-                call.order = self.next_order;
-                self.stats.demotions += 1;
-            }
+        let call = self.calls.get_mut(&id).expect("validated call");
+        call.service += seconds;
+        call.starvation_service += seconds;
+        call.quantum_used += seconds;
+        if call.queue < last_queue && call.quantum_used >= self.config.quanta[call.queue] {
+            // Demoted to the tail of the next queue, with a fresh quantum.
+            self.running_per_queue[call.queue] -= 1;
+            self.running_per_queue[call.queue + 1] += 1;
+            call.queue += 1;
+            call.quantum_used = 0.0;
+            self.next_order += 1;
+            call.order = self.next_order;
+            self.stats.demotions += 1;
         }
     }
 

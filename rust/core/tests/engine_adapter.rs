@@ -7,7 +7,13 @@ const SESSIONS: u64 = 1 << 62;
 const SOLO: u64 = 1 << 63;
 
 fn setup(policy: Policy, session_memory: usize) -> (EngineAdapter, Scheduler) {
-    let config = AdapterConfig { session_programs: SESSIONS, solo_programs: SOLO, session_memory, parent_memory: 64 };
+    let config = AdapterConfig {
+        session_programs: SESSIONS,
+        solo_programs: SOLO,
+        session_memory,
+        parent_memory: 64,
+        prefill_tokens_per_unit: 128.0,
+    };
     let scheduler = Scheduler::new(SchedulerConfig::new(policy, None, None, None, None).unwrap());
     (EngineAdapter::new(config).unwrap(), scheduler)
 }
@@ -96,6 +102,11 @@ fn a_step_credits_what_ran_and_the_decision_is_in_request_ids() {
     adapter.ran_all(2.0);
     adapter.apply(&mut scheduler, 5.0);
     assert_eq!(scheduler.call(adapter.call_id("b").unwrap()).unwrap().service, 2.0);
+    // Own work: "a" decoded one token, "b" prefilled 257 tokens (1 + 256 / 128 units).
+    adapter.ran_tokens([("a", 1), ("b", 257), ("unknown", 9)]);
+    assert!(adapter.apply(&mut scheduler, 6.0).is_empty());
+    assert_eq!(scheduler.call(adapter.call_id("a").unwrap()).unwrap().service, 6.0);
+    assert_eq!(scheduler.call(adapter.call_id("b").unwrap()).unwrap().service, 5.0);
 }
 
 #[test]
@@ -155,8 +166,13 @@ fn refused_parents_leave_the_call_arriving_without_them() {
 fn protection_is_named_by_request_and_may_swap_sees_a_more_urgent_waiting_call() {
     let config = SchedulerConfig::new(Policy::Plas, Some(vec![1.0]), None, Some(f64::INFINITY), None).unwrap();
     let mut scheduler = Scheduler::new(config);
-    let adapter_config =
-        AdapterConfig { session_programs: SESSIONS, solo_programs: SOLO, session_memory: 8, parent_memory: 8 };
+    let adapter_config = AdapterConfig {
+        session_programs: SESSIONS,
+        solo_programs: SOLO,
+        session_memory: 8,
+        parent_memory: 8,
+        prefill_tokens_per_unit: 128.0,
+    };
     let mut adapter = EngineAdapter::new(adapter_config).unwrap();
     add(&mut adapter, "heavy", Some(1), None);
     adapter.apply(&mut scheduler, 0.0);
@@ -175,6 +191,12 @@ fn protection_is_named_by_request_and_may_swap_sees_a_more_urgent_waiting_call()
 
 #[test]
 fn bad_id_ranges_are_refused() {
-    let config = AdapterConfig { session_programs: 10, solo_programs: 5, session_memory: 1, parent_memory: 1 };
+    let config = AdapterConfig {
+        session_programs: 10,
+        solo_programs: 5,
+        session_memory: 1,
+        parent_memory: 1,
+        prefill_tokens_per_unit: 128.0,
+    };
     assert!(matches!(EngineAdapter::new(config), Err(CoreError::InvalidConfig(_))));
 }

@@ -211,6 +211,10 @@ impl Scheduler {
         self.inner.may_swap()
     }
 
+    fn record_service_each(&mut self, call_ids: Vec<u64>, amounts: Vec<f64>, now: f64) -> CoreResult<()> {
+        Ok(self.inner.record_service_each(&call_ids, &amounts, now)?)
+    }
+
     fn record_service(&mut self, call_ids: Vec<u64>, seconds: f64, now: f64) -> CoreResult<()> {
         Ok(self.inner.record_service(&call_ids, seconds, now)?)
     }
@@ -325,15 +329,22 @@ fn strs(ids: &[PyBackedStr]) -> Vec<&str> {
 #[pymethods]
 impl EngineAdapter {
     #[new]
-    #[pyo3(signature = (scheduler, session_programs, solo_programs, session_memory=65536, parent_memory=65536))]
+    #[pyo3(signature = (scheduler, session_programs, solo_programs, prefill_tokens_per_unit, session_memory=65536, parent_memory=65536))]
     fn new(
         scheduler: Py<Scheduler>,
         session_programs: u64,
         solo_programs: u64,
+        prefill_tokens_per_unit: f64,
         session_memory: usize,
         parent_memory: usize,
     ) -> CoreResult<Self> {
-        let config = core::AdapterConfig { session_programs, solo_programs, session_memory, parent_memory };
+        let config = core::AdapterConfig {
+            session_programs,
+            solo_programs,
+            session_memory,
+            parent_memory,
+            prefill_tokens_per_unit,
+        };
         Ok(EngineAdapter { inner: core::EngineAdapter::new(config)?, scheduler })
     }
 
@@ -391,6 +402,15 @@ impl EngineAdapter {
 
     fn ran_requests(&mut self, request_ids: Vec<PyBackedStr>, work: f64) {
         self.inner.ran_requests(&strs(&request_ids), work)
+    }
+
+    fn ran_tokens(&mut self, scheduled: &Bound<'_, PyDict>) -> PyResult<()> {
+        let scheduled: Vec<(PyBackedStr, u64)> = scheduled
+            .iter()
+            .map(|(request, tokens)| Ok((request.extract()?, tokens.extract()?)))
+            .collect::<PyResult<_>>()?;
+        self.inner.ran_tokens(scheduled.iter().map(|(request, tokens)| (&**request, *tokens)));
+        Ok(())
     }
 
     fn apply(&mut self, py: Python<'_>, now: f64) -> Vec<String> {
