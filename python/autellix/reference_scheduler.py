@@ -219,6 +219,19 @@ class ReferenceScheduler:
         self._last_now = now
         self._credit(call_ids, seconds)
 
+    def record_service_each(self, call_ids: Sequence[int], amounts: Sequence[float], now: float) -> None:
+        self._check_now(now)
+        if len(call_ids) != len(amounts):
+            raise InvalidArgumentError(
+                f"call ids and amounts must be parallel lists: got {len(call_ids)} call ids, {len(amounts)} amounts"
+            )
+        for seconds in amounts:
+            self._check_seconds(seconds)
+        self._check_listed(call_ids, RUNNING)
+        self._last_now = now
+        for call_id, seconds in zip(call_ids, amounts, strict=True):
+            self._credit([call_id], seconds)
+
     def requeue(self, call_ids: Sequence[int], now: float) -> None:
         self._check_now(now)
         self._check_listed(call_ids, RUNNING)

@@ -2,11 +2,15 @@
 
 A program's attained service measured in seconds depends on the hardware (a step takes 25 ms on
 an A100 and 30-300 ms on a CPU), so a queue ladder in seconds fits one engine and not another.
-Measured in engine work it is a property of the workload: one unit is one decode step, and a step
-that also prefills P prompt tokens lasts 1 + P / PREFILL_TOKENS_PER_UNIT units (128 tokens a unit). Every call in the
-step is credited the step's units (as it would be credited the step's seconds), and waiting time
-is the work the engine did meanwhile, so the anti-starvation ratio compares like with like. The
-ladder below is then the same on every engine, and needs no tuning.
+Measured in engine work it is a property of the workload: one unit is one decode step, and P
+prompt tokens of prefill are P / PREFILL_TOKENS_PER_UNIT more (128 tokens a unit). Each call is
+credited its own work in a step (`call_units`: its decode token, plus its own prefill), not the
+step's: crediting every call the whole step's prefill made service depend on the batch (a batch of
+256 got ~13 units a step from newcomers' prompts and left the first queue in ~5 steps), and under a
+deep queue the demoted calls were preempted, recomputed their prompts, and so demoted the next batch
+at once: 40-90 preemptions a step, 4x vLLM's tokens a step (bench/plugin_step.py). The engine's
+clock (`step_units`) is the work the engine did, so waiting time counts all of it, and the ladder
+below is the same on every engine and batch size, with no tuning.
 
 The core itself is unit-free: these are the values the plug-in and the simulator give it.
 """
@@ -14,10 +18,9 @@ The core itself is unit-free: these are the values the plug-in and the simulator
 from __future__ import annotations
 
 # Prompt tokens whose prefill counts as one decode step. A prefill token costs ~1/100 of a decode
-# step on an A100 and ~1/10 on our CPU engine. Every call in a step is credited the step's units,
-# so heavy prefill weights demote the whole batch in a burst of new programs: in the simulator 128
-# beat 32 on every workload and preset tried (A100 mixed at 3x capacity 69.5 vs 92.3 ms/token,
-# bfcl 221 vs 269; CPU preset within 1-3 %, bench/sim/README.md).
+# step on an A100 and ~1/10 on our CPU engine; in the simulator 128 beat 32 on every workload and
+# preset tried (with step crediting: A100 mixed at 3x capacity 69.5 vs 92.3 ms/token, bfcl 221 vs
+# 269; CPU preset within 1-3 %, bench/sim/README.md).
 PREFILL_TOKENS_PER_UNIT = 128
 
 # Attained-service boundaries of the queues (9 queues): a program moves down once it has had
@@ -34,9 +37,15 @@ STALE_AFTER = 1_000_000.0
 
 def step_units(scheduled_tokens: int, scheduled_calls: int) -> float:
     """The work of one engine step that ran `scheduled_calls` calls on `scheduled_tokens` tokens:
-    one decode token per call, the rest prefill."""
+    one decode token per call, the rest prefill. The engine's clock."""
     prefill = max(scheduled_tokens - scheduled_calls, 0)
     return 1.0 + prefill / PREFILL_TOKENS_PER_UNIT
+
+
+def call_units(scheduled_tokens: int) -> float:
+    """One call's own work in a step where it ran `scheduled_tokens` tokens: its service. (The
+    plug-in's EngineAdapter applies the same rule in Rust, `ran_tokens`.)"""
+    return step_units(scheduled_tokens, 1)
 
 
 def core_defaults() -> dict[str, object]:

@@ -50,7 +50,7 @@ from autellix.contract import (
 from autellix.vllm.admission_queue import AdmissionQueue
 from autellix.vllm.preemption_guard import PreemptionGuard
 from autellix.vllm.settings import AutellixSettings
-from autellix.work_units import step_units
+from autellix.work_units import PREFILL_TOKENS_PER_UNIT, step_units
 
 # A child of vLLM's logger: inside vLLM's processes our lines go out through its handler, tagged
 # with the process like vLLM's own.
@@ -111,7 +111,7 @@ class _AutellixMixin(_MixinBase):
         # Request ids, sessions, lineage and what happened since the last step live in Rust,
         # next to the core: one crossing per arrival and departure, a few per step.
         self.adapter = autellix_core.EngineAdapter(
-            self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, SESSION_MEMORY, PARENT_MEMORY
+            self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT, SESSION_MEMORY, PARENT_MEMORY
         )
         log.info("autellix: %s scheduling with policy %s", type(self).__name__, self.autellix_settings.policy)
         # Replaces vLLM's FCFS queue, before any request exists.
@@ -258,13 +258,14 @@ class _AutellixMixin(_MixinBase):
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
         scheduled = scheduler_output.num_scheduled_tokens
         if scheduled:
-            # Every call in the step is credited the step's work, as it would be its seconds.
-            work = step_units(scheduler_output.total_num_scheduled_tokens, len(scheduled))
-            self.work_clock += work
-            if not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(len(scheduled)):
-                self.adapter.ran_all(work)
+            # The clock advances by the step's work; each call is credited its own (work_units).
+            total = scheduler_output.total_num_scheduled_tokens
+            self.work_clock += step_units(total, len(scheduled))
+            decode_only = total == len(scheduled)
+            if decode_only and not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(total):
+                self.adapter.ran_all(1.0)  # every running call decoded one token: one unit each
             else:
-                self.adapter.ran_requests(list(scheduled), work)
+                self.adapter.ran_tokens(scheduled)
         return super().update_from_output(scheduler_output, model_runner_output)
 
 
