@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 from vllm.engine.protocol import EngineClient
+from vllm.exceptions import RetryableRequestError
 from vllm.renderers.inputs.preprocess import extract_prompt_len
 
 from autellix.engine.tags import CURRENT_CALL, CallTag
@@ -59,7 +60,10 @@ class ReplicaRouter(EngineClient):
         tag = call if call is not None else CURRENT_CALL.get()
         prompt_tokens = self._prompt_tokens(prompt)
         program = tag.program_id if tag is not None else _UNTAGGED_PROGRAM
-        index = self.balancer.route(program, prompt_tokens)
+        try:
+            index = self.balancer.route(program, prompt_tokens)
+        except RuntimeError as e:  # no replica can take it (all down): vLLM answers 503, in a stream too
+            raise RetryableRequestError(str(e)) from e
         if tag is not None:
             sampling_params = tag.tag(sampling_params)
         observer = tag.observer if tag is not None else None

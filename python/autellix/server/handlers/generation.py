@@ -178,6 +178,9 @@ async def _serve(request: web.Request, route: Route) -> web.StreamResponse:
             return _error_response(result, route, headers)
         if isinstance(result, BaseModel):
             return web.Response(body=route.dump(result), content_type="application/json", headers=headers)
+        if not calls.driver.ready():  # every replica went down while vLLM rendered the call: 503, not a 200 stream
+            run.refused = True
+            raise calls.unavailable("the engine is not ready (an engine died or every replica is down): retry later")
         return await _stream(request, result, route, headers)
 
 
