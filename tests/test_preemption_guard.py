@@ -50,3 +50,14 @@ def test_a_disabled_guard_protects_nothing():
     guard.observe_completions(1, 0.0, batch_full=True)
     guard.observe_completions(1, 1.0, batch_full=True)
     assert guard.protected([(1, 10_000)], block_size=32, cached=False) == []
+
+
+def test_the_pass_over_the_batch_is_skipped_only_when_nothing_could_be_protected():
+    guard = PreemptionGuard()
+    assert not guard.may_protect(block_size=32, cached=False)  # no wait measured yet
+    guard.observe_completions(1, 10.0, batch_full=True)
+    guard.observe_completions(1, 10.0 + 31 / P, batch_full=True)  # a slot frees every 31 tokens' worth
+    assert not guard.may_protect(block_size=32, cached=True)  # a partial block recomputes <= 31
+    assert guard.may_protect(block_size=64, cached=True)
+    assert guard.may_protect(block_size=32, cached=False)
+    assert guard.protected([(1, 63)], block_size=64, cached=True) == [1]  # 63 > 31: protected

@@ -42,6 +42,13 @@ class PreemptionGuard:
         """Whether it can protect anything yet (on, and the slot wait measured)."""
         return self.enabled and self.slot_wait is not None
 
+    def may_protect(self, block_size: int, cached: bool) -> bool:
+        """Whether any call could be protected now: not when every recompute is a partial block
+        (cached) that costs less than the wait, so the caller can skip its pass over the batch."""
+        if self.slot_wait is None or not self.enabled:
+            return False
+        return not cached or block_size - 1 > self.slot_wait * PREFILL_TOKENS_PER_UNIT
+
     def observe_completions(self, count: int, work_clock: float, batch_full: bool) -> None:
         """`count` calls finished at `work_clock`; intervals count only while the batch was
         full (an idle slot frees nothing)."""

@@ -238,8 +238,10 @@ class _AutellixMixin(_MixinBase):
         """Running requests whose recompute would cost more than waiting for a free slot (see
         preemption_guard). Their full KV blocks survive a preemption only in the prefix cache,
         and only while the cache has room to spare."""
-        running = [(request.request_id, request.num_computed_tokens) for request in self.running]
         cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
+        if not self.guard.may_protect(self.block_size, cached):
+            return []
+        running = [(request.request_id, request.num_computed_tokens) for request in self.running]
         protected = self.guard.protected(running, self.block_size, cached)
         self.autellix_stats["protected_call_steps"] += len(protected)
         return protected
