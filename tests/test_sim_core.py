@@ -39,9 +39,6 @@ class Recorder:
     def requeue(self, ids, now):
         self.core.requeue(ids, now)
 
-    def record_service_each(self, ids, amounts, now):
-        self.core.record_service_each(ids, amounts, now)
-
     def end_program(self, pid):
         return self.core.end_program(pid)
 

@@ -304,6 +304,38 @@ def test_the_core_runs_on_engine_work_not_on_seconds():
         assert scheduler.core.queue_boundaries[0] == 64.0
 
 
+@pytest.mark.parametrize("own_work_credit", [False, True])
+def test_a_call_is_credited_the_steps_work_or_its_own(own_work_credit):
+    """A call decoding next to another call's long prefill: by default credited the step's work
+    (the prefill too, as it would be the step's seconds); with own_work_credit one unit a step,
+    what it would have alone. The engine's clock counts all of the work either way."""
+    from vllm import SamplingParams
+
+    from autellix.work_units import PREFILL_TOKENS_PER_UNIT
+
+    knobs = {"own_work_credit": own_work_credit}
+    with _engine(PLUGIN, max_num_seqs=2, autellix=knobs) as engine:
+        llm_engine = engine.llm_engine
+        decoder_prompt = list(range(10, 42))
+        params = SamplingParams(max_tokens=20, ignore_eos=True, temperature=0, extra_args={PROGRAM_KEY: 1})
+        llm_engine.add_request("decoder", {"prompt_token_ids": decoder_prompt}, params)
+        for _ in range(3):
+            llm_engine.step()
+        long_prompt = [10 + i % 200 for i in range(513)]
+        params = SamplingParams(max_tokens=1, ignore_eos=True, temperature=0, extra_args={PROGRAM_KEY: 2})
+        llm_engine.add_request("prefiller", {"prompt_token_ids": long_prompt}, params)
+        while llm_engine.has_unfinished_requests():
+            llm_engine.step()
+        scheduler = scheduler_of(engine)
+        alone = 1 + (len(decoder_prompt) - 1) / PREFILL_TOKENS_PER_UNIT + (20 - 1)
+        prefill = 1 + (len(long_prompt) - 1) / PREFILL_TOKENS_PER_UNIT
+        programs = scheduler.autellix_snapshot([1, 2])["programs"]
+        shared_step_prefill = prefill - 1  # the decoder's share of the one step they shared, by default
+        assert programs[1]["attained_service"] == pytest.approx(alone + (0 if own_work_credit else shared_step_prefill))
+        assert programs[2]["attained_service"] == pytest.approx(prefill)
+        assert scheduler.work_clock == pytest.approx(alone + shared_step_prefill)
+
+
 def _guard_scenario(guard: bool) -> tuple[Any, dict[str, list[int]]]:
     """Two slots, no prefix cache (a preempted call recomputes its whole context). Light one-call
     programs of 4 tokens arrive two at a time: first alone (both slots full, so the wait for a slot

@@ -3,14 +3,21 @@
 A program's attained service measured in seconds depends on the hardware (a step takes 25 ms on
 an A100 and 30-300 ms on a CPU), so a queue ladder in seconds fits one engine and not another.
 Measured in engine work it is a property of the workload: one unit is one decode step, and P
-prompt tokens of prefill are P / PREFILL_TOKENS_PER_UNIT more (128 tokens a unit). Each call is
-credited its own work in a step (`call_units`: its decode token, plus its own prefill), not the
-step's: crediting every call the whole step's prefill made service depend on the batch (a batch of
-256 got ~13 units a step from newcomers' prompts and left the first queue in ~5 steps), and under a
-deep queue the demoted calls were preempted, recomputed their prompts, and so demoted the next batch
-at once: 40-90 preemptions a step, 4x vLLM's tokens a step (bench/plugin_step.py). The engine's
-clock (`step_units`) is the work the engine did, so waiting time counts all of it, and the ladder
-below is the same on every engine and batch size, with no tuning.
+prompt tokens of prefill are P / PREFILL_TOKENS_PER_UNIT more (128 tokens a unit). By default every
+call in a step is credited the step's units (as it would be credited the step's seconds), and
+waiting time is the work the engine did meanwhile, so the anti-starvation ratio compares like with
+like. The ladder below is then the same on every engine, and needs no tuning.
+
+`own_work_credit` (plug-in setting, off by default) credits each call its own work instead
+(`call_units`: its decode token plus its own prefill). Step crediting makes service depend on the
+batch: under a deep queue with a large batch (bench/plugin_step.py, plas, 10,000 waiting, B = 64 /
+256) newcomers' prompts demote the whole batch within a few steps, the demoted calls are preempted
+and recompute, and that prefill demotes the next batch: 41 / 90 preemptions a step and 7,940 / 8,192
+tokens a step against vLLM's 477 / 1,845; own-work crediting: 0.5 / 2.2 and 403 / 1,627. But with
+service in own work and waiting in the step clock, the anti-starvation ratio no longer compares like
+with like: calls are promoted sooner, and on the real CPU engine (8 slots, mixed, 45 programs/s)
+plas fell from 15.5 to 35.3 ms/token (bench/results/engine/defaults-mixed-own-credit.*). So it stays
+an option until waiting time is measured in the same per-call units.
 
 The core itself is unit-free: these are the values the plug-in and the simulator give it.
 """
@@ -18,9 +25,10 @@ The core itself is unit-free: these are the values the plug-in and the simulator
 from __future__ import annotations
 
 # Prompt tokens whose prefill counts as one decode step. A prefill token costs ~1/100 of a decode
-# step on an A100 and ~1/10 on our CPU engine; in the simulator 128 beat 32 on every workload and
-# preset tried (with step crediting: A100 mixed at 3x capacity 69.5 vs 92.3 ms/token, bfcl 221 vs
-# 269; CPU preset within 1-3 %, bench/sim/README.md).
+# step on an A100 and ~1/10 on our CPU engine. Every call in a step is credited the step's units,
+# so heavy prefill weights demote the whole batch in a burst of new programs: in the simulator 128
+# beat 32 on every workload and preset tried (A100 mixed at 3x capacity 69.5 vs 92.3 ms/token,
+# bfcl 221 vs 269; CPU preset within 1-3 %, bench/sim/README.md).
 PREFILL_TOKENS_PER_UNIT = 128
 
 # Attained-service boundaries of the queues (9 queues): a program moves down once it has had
@@ -43,8 +51,8 @@ def step_units(scheduled_tokens: int, scheduled_calls: int) -> float:
 
 
 def call_units(scheduled_tokens: int) -> float:
-    """One call's own work in a step where it ran `scheduled_tokens` tokens: its service. (The
-    plug-in's EngineAdapter applies the same rule in Rust, `ran_tokens`.)"""
+    """One call's own work in a step where it ran `scheduled_tokens` tokens: its service under
+    `own_work_credit`. (The plug-in's EngineAdapter applies the same rule in Rust, `ran_tokens`.)"""
     return step_units(scheduled_tokens, 1)
 
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from autellix.sim.presets import EngineConfig
-from autellix.work_units import call_units, step_units
+from autellix.work_units import step_units
 
 __all__ = ["Engine", "EngineStats", "SimCall", "SimProgram", "SchedulerLike"]
 
@@ -39,8 +39,6 @@ class SchedulerLike(Protocol):
              new_calls: Any = ..., new_programs: Any = ..., new_parents: Any = ...) -> Any: ...
 
     def requeue(self, call_ids: Any, now: float) -> None: ...
-
-    def record_service_each(self, call_ids: Any, amounts: Any, now: float) -> None: ...
 
     def end_program(self, program_id: int) -> Any: ...
 
@@ -133,9 +131,7 @@ class Engine:
         # autellix.work_units) or simulated seconds.
         self.clock = clock
         self.work_clock = 0.0
-        self.ran_work = 0.0  # work units each call in `ran` got (the work clock's service)
-        # (calls, units) prefill calls got on top, or None: service is each call's own work
-        self.ran_extra: tuple[list[int], list[float]] | None = None
+        self.ran_work = 0.0
         self.cfg = config
         self.sched = sched
         self.pass_parents = pass_parents
@@ -246,9 +242,6 @@ class Engine:
         seconds = now
         now = self.core_now(seconds)
         service = self.ran_work if self.clock == "work" else self.ran_seconds
-        if self.clock == "work" and self.ran_extra is not None:
-            self.sched.record_service_each(*self.ran_extra, now)
-            self.ran_extra = None
         if self.new_ids:
             d = self.sched.step(now, self.cfg.max_running, self.ran, service, self.finished_ids,
                                 self.new_ids, self.new_progs, self.new_parents if self.pass_parents else None)
@@ -387,7 +380,6 @@ class Engine:
             self.ran = []
             self.ran_seconds = 0.0
             self.ran_work = 0.0
-            self.ran_extra = None
             return None
         # room for the KV growth of the next step (decoders and prefills completing)
         while self.running:
@@ -413,7 +405,6 @@ class Engine:
             attended = self.kv_dec if chunked else 0
             done = []
             served: list[int] = []
-            takes: list[int] = []
             for call in self.prefilling:
                 if budget <= 0:
                     break
@@ -424,7 +415,6 @@ class Engine:
                     if served and take > budget:
                         break
                 served.append(call.cid)
-                takes.append(take)
                 call.prefill_left -= take
                 budget -= take
                 tokens += take
@@ -442,10 +432,6 @@ class Engine:
                 ran = [cid for cid in self.running if cid not in waiting_prefill]
             dt = a + b * tokens + c * attended
             work = step_units(tokens, n + len(served))
-            # Service in work units is each call's own (autellix.work_units): a decode unit for
-            # every call in the step, and the prefill calls their chunks on top.
-            unit = 1.0
-            extra = (served, [call_units(take) - 1.0 for take in takes])
             if chunked:
                 self.G += 1  # G counts decode steps: decoders' end steps are relative to it
                 self.kv_dec += n
@@ -480,7 +466,6 @@ class Engine:
                 k = max(1, room)
             dt = k * (a + b * n + c * self.kv_dec) + c * n * k * (k - 1) / 2.0
             work = float(k)
-            unit, extra = work, None
             ran = list(self.running)
             self.G += k
             self.kv_dec += n * k
@@ -497,8 +482,7 @@ class Engine:
         st.busy_time += dt
         self.ran = ran
         self.ran_seconds = dt
-        self.ran_work = unit
-        self.ran_extra = extra
+        self.ran_work = work
         self.work_clock += work
         end = now + dt
         self.busy_until = end

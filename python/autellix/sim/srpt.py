@@ -160,9 +160,6 @@ class SrptScheduler:
                 d.admit = [c for c in d.admit if c not in both]
         return d
 
-    def record_service_each(self, call_ids: Sequence[int], amounts: Sequence[float], now: float) -> None:
-        """The oracle ranks by remaining work: service changes nothing."""
-
     def step(self, now: float, capacity: int, ran: Sequence[int] = (), ran_seconds: float = 0.0,
              finished: Sequence[int] = (), new_calls: Sequence[int] = (), new_programs: Sequence[int] = (),
              new_parents: Sequence[Sequence[int]] | None = None) -> SrptDecision:

@@ -260,12 +260,18 @@ class _AutellixMixin(_MixinBase):
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
         scheduled = scheduler_output.num_scheduled_tokens
         if scheduled:
-            # The clock advances by the step's work; each call is credited its own (work_units).
             total = scheduler_output.total_num_scheduled_tokens
-            self.work_clock += step_units(total, len(scheduled))
-            decode_only = total == len(scheduled)
-            if decode_only and not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(total):
-                self.adapter.ran_all(1.0)  # every running call decoded one token: one unit each
+            work = step_units(total, len(scheduled))
+            self.work_clock += work
+            # Every call in the step ran: all of them, when the counts say so (sync scheduling only).
+            everyone = not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(len(scheduled))
+            if not self.autellix_settings.own_work_credit:  # each call is credited the step's work
+                if everyone:
+                    self.adapter.ran_all(work)
+                else:
+                    self.adapter.ran_requests(list(scheduled), work)
+            elif everyone and total == len(scheduled):  # own work: a decode-only step is one unit each
+                self.adapter.ran_all(1.0)
             else:
                 self.adapter.ran_tokens(scheduled)
         return super().update_from_output(scheduler_output, model_runner_output)
