@@ -9,6 +9,7 @@ Defaults fit any CI box: the tiny model, a 64 MiB KV cache, 1,024-token context,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,10 +18,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,50 @@ def running_server(tmp_path_factory: Any = None, extra_args: Sequence[str] = ())
     assert not orphans, f"engine processes {orphans} outlived the server:\n{_log_tail(log_path)}"
     if log_dir is None:
         log_path.unlink(missing_ok=True)
+
+
+class ThreadedServer:
+    """The Autellix app over a driver, served on its own event loop in a thread, so a test can
+    act on the server's objects between its steps (`run`). Subclasses build the driver and the
+    app (`_make_app`)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.base_url = ""
+        self.driver: Any = None
+        self.app: Any = None
+        self._runner: Any = None
+
+    def run(self, work: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 300) -> Any:
+        return asyncio.run_coroutine_threadsafe(work(), self.loop).result(timeout)
+
+    async def _make_app(self) -> Any:
+        raise NotImplementedError
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        self.app = await self._make_app()
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    async def _stop(self) -> None:
+        await self._runner.cleanup()
+        await self.driver.shutdown()
+
+    def __enter__(self) -> Any:
+        self.thread.start()
+        self.run(self._start)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.run(self._stop, timeout=120)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(30)
+            self.loop.close()

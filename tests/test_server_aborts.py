@@ -8,17 +8,15 @@ machine's speed. While paused, the engine's own count of running calls shows wha
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from server_helpers import free_port
+from server_helpers import ThreadedServer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -31,22 +29,10 @@ MODEL = "tiny"
 BUSY = 3  # other programs running while the test aborts one
 
 
-class InProcessServer:
+class InProcessServer(ThreadedServer):
     """`autellix serve`'s app on a loop in a thread, and a handle on its engines."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.base_url = ""
-        self.driver: Any = None
-        self._runner: Any = None
-
-    def run(self, work: Callable[[], Coroutine[Any, Any, Any]], timeout: float = 300) -> Any:
-        return asyncio.run_coroutine_threadsafe(work(), self.loop).result(timeout)
-
-    async def _start(self) -> None:
-        from aiohttp import web
-
+    async def _make_app(self) -> Any:
         from autellix.engine import EngineDriver, EngineOptions
         from autellix.server import ServerSettings, make_app
 
@@ -56,28 +42,7 @@ class InProcessServer:
         )
         self.driver = EngineDriver(options)
         await self.driver.start()
-        app = make_app(ServerSettings(), driver=self.driver)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    async def _stop(self) -> None:
-        await self._runner.cleanup()
-        await self.driver.shutdown()
-
-    def __enter__(self) -> InProcessServer:
-        self.thread.start()
-        self.run(self._start)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.run(self._stop)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(30)
+        return make_app(ServerSettings(), driver=self.driver)
 
     # What the test controls and observes in the engine.
     def pause(self) -> None:

@@ -11,15 +11,13 @@ thread. "local" replicas die for good (`errored`, as an AsyncLLM whose engine co
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
-from server_helpers import free_port
+from server_helpers import ThreadedServer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -39,17 +37,12 @@ CHAT = {
 }
 
 
-class StandInServer:
+class StandInServer(ThreadedServer):
     """The app over stand-in replicas, served on a loop in a thread."""
 
     def __init__(self, kind: str) -> None:
+        super().__init__()
         self.kind = kind
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.base_url = ""
-        self.driver: Any = None
-        self.app: Any = None
-        self._runner: Any = None
 
     def on_loop(self, work: Callable[[], Any]) -> Any:
         """Run `work` on the server's loop (between the server's own steps) and return its result."""
@@ -57,10 +50,9 @@ class StandInServer:
         async def call() -> Any:
             return work()
 
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(120)
+        return self.run(call, timeout=120)
 
-    async def _start(self) -> None:
-        from aiohttp import web
+    async def _make_app(self) -> Any:
         from autellix.engine import EngineOptions
         from autellix.engine.stand_in import StandInDriver
         from autellix.server import ServerSettings, make_app
@@ -73,31 +65,7 @@ class StandInServer:
         )
         self.driver = StandInDriver(options, route_around_down=self.kind == "ray")
         await self.driver.start()
-        self.app = make_app(ServerSettings(retry_after=RETRY_AFTER), driver=self.driver)
-        self._runner = web.AppRunner(
-            self.app, handler_cancellation=True, access_log=None
-        )
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    async def _stop(self) -> None:
-        await self._runner.cleanup()
-        await self.driver.shutdown()
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(300)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(120)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(30)
-            self.loop.close()
+        return make_app(ServerSettings(retry_after=RETRY_AFTER), driver=self.driver)
 
     # -- what the test switches and looks at ----------------------------------------------------
 
