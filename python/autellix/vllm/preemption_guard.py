@@ -37,11 +37,6 @@ class PreemptionGuard:
     slot_wait: float | None = None  # mean engine work between completions while full
     _last_completion: float | None = None
 
-    @property
-    def active(self) -> bool:
-        """Whether it can protect anything yet (on, and the slot wait measured)."""
-        return self.enabled and self.slot_wait is not None
-
     def may_protect(self, block_size: int, cached: bool) -> bool:
         """Whether any call could be protected now: not when every recompute is a partial block
         (cached) that costs less than the wait, so the caller can skip its pass over the batch."""

@@ -203,8 +203,7 @@ class _AutellixMixin(_MixinBase):
         capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
         self.guard.observe_completions(self.adapter.num_finished_pending, now, self._batch_was_full)
         self._apply(now)
-        # Which calls to protect costs a pass over the batch: only worth it when a swap can happen.
-        protected = self._protected() if self.guard.active and self.adapter.may_swap() else []
+        protected = self._protected()
         admit, preempt = self.adapter.decide(now, capacity, protected)
         self._preempt_for_priority(preempt)
         requests = self.requests
@@ -237,9 +236,10 @@ class _AutellixMixin(_MixinBase):
     def _protected(self) -> list[str]:
         """Running requests whose recompute would cost more than waiting for a free slot (see
         preemption_guard). Their full KV blocks survive a preemption only in the prefix cache,
-        and only while the cache has room to spare."""
+        and only while the cache has room to spare. Choosing them costs a pass over the batch,
+        so it is skipped when no call could be protected or no swap can happen."""
         cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
-        if not self.guard.may_protect(self.block_size, cached):
+        if not self.guard.may_protect(self.block_size, cached) or not self.adapter.may_swap():
             return []
         running = [(request.request_id, request.num_computed_tokens) for request in self.running]
         protected = self.guard.protected(running, self.block_size, cached)
