@@ -16,9 +16,12 @@ from autellix.contract import ENGINE_SCHEDULERS, VANILLA_VLLM
 from autellix.engine.driver import EngineDriver
 from autellix.engine.options import EngineOptions
 
-# series -> (scheduler, extra engine args)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "vllm-noprefix": (VANILLA_VLLM, {"enable_prefix_caching": False}),
+# series -> (scheduler, extra engine args, plug-in settings)
+VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "vllm-noprefix": (VANILLA_VLLM, {"enable_prefix_caching": False}, {}),
+    # Each call credited its own work instead of the step's (autellix.work_units).
+    "plas-own-credit": ("plas", {}, {"own_work_credit": True}),
+    "plas-no-starvation": ("plas", {}, {"starvation_ratio": 1e12}),
 }
 SERIES = (*ENGINE_SCHEDULERS, *VARIANTS)
 
@@ -51,7 +54,7 @@ def options(series: str, settings: EngineSettings) -> EngineOptions:
     if series not in SERIES:
         raise ValueError(f"unknown series {series!r}: expected one of {', '.join(SERIES)}")
     scheduler = scheduler_of(series)
-    extra = VARIANTS[series][1] if series in VARIANTS else {}
+    _, extra, plugin_settings = VARIANTS.get(series, (scheduler, {}, {}))
     return EngineOptions(
         model="tiny",
         scheduler=scheduler,
@@ -60,6 +63,7 @@ def options(series: str, settings: EngineSettings) -> EngineOptions:
         kv_cache_memory_bytes=settings.kv_cache_mib << 20,
         starvation_ratio=settings.starvation_ratio if scheduler != VANILLA_VLLM else None,
         engine_args=settings.engine_args() | extra,
+        plugin_settings=plugin_settings,
     )
 
 

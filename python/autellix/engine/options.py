@@ -45,6 +45,8 @@ class EngineOptions:
     ray_max_restarts: int = 4
     # Anything else AsyncEngineArgs accepts (enforce_eager, dtype, ...), passed through.
     engine_args: dict[str, Any] = field(default_factory=dict)
+    # Other plug-in settings (autellix.vllm.settings: preemption_guard, own_work_credit, ...).
+    plugin_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -67,7 +69,7 @@ class EngineOptions:
             "quanta": self.quanta,
             "starvation_ratio": self.starvation_ratio,
         }
-        return {k: v for k, v in knobs.items() if v is not None}
+        return {k: v for k, v in knobs.items() if v is not None} | self.plugin_settings
 
     def vllm_engine_args(self, model_path: str, served_name: str) -> dict[str, Any]:
         """Keyword arguments for vLLM's `AsyncEngineArgs`."""
