@@ -56,6 +56,7 @@ class _Program:
     attained_service: float = 0.0
     critical_path: float = 0.0
     waiting_time: float = 0.0
+    starvation_wait: float = 0.0  # W_p: waiting since one of its calls was last promoted
     live_calls: set[int] = field(default_factory=set)
     last_arrival: float = 0.0
     last_completion: float = 0.0
@@ -414,10 +415,11 @@ class ReferenceScheduler:
             return
         program = self._programs.get(call.program)
         if program is not None and self.policy in ("plas", "atlas"):
-            program_wait, program_service = program.waiting_time, program.attained_service
+            program_wait, program_service = program.starvation_wait, program.attained_service
         else:
             program_wait, program_service = 0.0, 0.0
-        at = now + beta * (program_service + call.starvation_service) - (program_wait + call.starvation_wait)
+        fair_wait = max((len(self._calls) - len(self._running)) / max(len(self._running), 1), 1.0)
+        at = now + beta * fair_wait * (program_service + call.starvation_service) - (program_wait + call.starvation_wait)
         heapq.heappush(self._deadlines, (at, call.ticket, call_id))
 
     def _end_waiting(self, call_id: int, now: float) -> None:
@@ -429,6 +431,7 @@ class ReferenceScheduler:
         program = self._programs.get(call.program)
         if program is not None:
             program.waiting_time += waited
+            program.starvation_wait += waited
 
     def _credit(self, call_ids: Sequence[int], seconds: float) -> None:
         last_queue = len(self.quanta) - 1
@@ -513,6 +516,8 @@ class ReferenceScheduler:
             call = self._calls[call_id]
             call.queue, call.order, call.promoted = 0, self._next_order, True
             call.quantum_used = call.starvation_wait = call.starvation_service = 0.0
+            if call.program in self._programs:  # the program's W_p restarts with the call's
+                self._programs[call.program].starvation_wait = 0.0
             self._enqueue(call_id, now)
             self._decision.promoted.append(call_id)
             self._stats["promotions"] += 1

@@ -71,7 +71,8 @@ pub fn default_quanta(boundaries: &[f64]) -> Vec<f64> {
 }
 
 /// beta of the anti-starvation rule: a waiting call is promoted to the top queue once its program
-/// and itself have waited `beta` times as long as they have been served. 4 keeps mean latency
+/// and itself have waited `beta` times as long as they have been served, in units of the fair
+/// wait (waiting calls per running call, at least 1). 4 keeps mean latency
 /// close to pure PLAS while bounding how long a heavy program can starve.
 pub const DEFAULT_STARVATION_RATIO: f64 = 4.0;
 

@@ -14,6 +14,8 @@ pub struct Program {
     pub critical_path: f64,
     /// Time its calls spent waiting, counted when a waiting spell ends.
     pub waiting_time: f64,
+    /// W_p of the anti-starvation rule: its calls' waiting since one of them was last promoted.
+    pub starvation_wait: f64,
     /// Live calls (waiting or running). A set: a program can have thousands of live calls.
     pub live_calls: FxHashSet<CallId>,
     pub last_arrival: f64,

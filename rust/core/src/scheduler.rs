@@ -511,6 +511,7 @@ impl Scheduler {
         let ticket = self.next_ticket;
         let beta = self.config.starvation_ratio;
         let program_aware = self.config.policy.is_program_aware();
+        let fair_wait = self.fair_wait();
         let call = self.calls.get_mut(&id).expect("validated call");
         call.state = CallState::Waiting;
         call.ticket = ticket;
@@ -521,14 +522,24 @@ impl Scheduler {
         if call.queue == 0 || beta.is_infinite() {
             return;
         }
-        // (W_p + W_c + waited) / (T_p + T_c) >= beta  <=>  now >= at. The program's terms are
-        // taken as the spell starts.
+        // (W_p + W_c + waited) / (T_p + T_c) >= beta * fair_wait  <=>  now >= at. The program's
+        // terms and the fair wait are taken as the spell starts.
         let (program_wait, program_service) = match self.programs.get(call.program) {
-            Some(program) if program_aware => (program.waiting_time, program.attained_service),
+            Some(program) if program_aware => (program.starvation_wait, program.attained_service),
             _ => (0.0, 0.0),
         };
-        let at = now + beta * (program_service + call.starvation_service) - (program_wait + call.starvation_wait);
+        let at = now + beta * fair_wait * (program_service + call.starvation_service)
+            - (program_wait + call.starvation_wait);
         self.deadlines.push(Deadline { at, ticket, call: id });
+    }
+
+    /// The wait per unit of service every call would get if the engine shared itself fairly:
+    /// waiting calls per running call, at least 1. Starvation is waiting beta times longer than
+    /// that, so under deep overload, where every call waits long, the rule still picks out the
+    /// starved ones instead of promoting nearly all (which made PLAS FCFS by promotion order).
+    fn fair_wait(&self) -> f64 {
+        let running = self.running.len().max(1) as f64;
+        (self.num_waiting() as f64 / running).max(1.0)
     }
 
     /// Ends the current waiting spell, counting it for the call and its program.
@@ -540,6 +551,7 @@ impl Scheduler {
         self.waiting_per_queue[call.queue] -= 1;
         if let Some(program) = self.programs.get_mut(call.program) {
             program.waiting_time += waited;
+            program.starvation_wait += waited;
         }
     }
 
@@ -685,6 +697,14 @@ impl Scheduler {
             call.quantum_used = 0.0;
             call.starvation_wait = 0.0;
             call.starvation_service = 0.0;
+            // The program's waiting resets too. Left to grow, once a heavy program starved every
+            // later call of it would be due at once, and its promoted calls, demoted and preempted,
+            // promoted again: under deep overload that put starved programs ahead of every new one
+            // (2,000 promotions for 160 programs; bench/results/engine/defaults-mixed-deep.*).
+            let program = call.program;
+            if let Some(program) = self.programs.get_mut(program) {
+                program.starvation_wait = 0.0;
+            }
             self.enqueue_waiting(deadline.call, now);
             self.decision.promoted.push(deadline.call);
             self.stats.promotions += 1;

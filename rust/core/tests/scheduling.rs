@@ -153,6 +153,43 @@ fn anti_starvation_promotes_after_beta_times_service() {
 }
 
 #[test]
+fn starvation_is_measured_against_the_fair_wait_of_a_crowded_queue() {
+    // Three calls wait per running one, so a fair share of the engine would make each wait three
+    // times its service: starved means beta times that, 2 * 3 * 5 s after the spell starts.
+    let mut s = scheduler_with_beta(Policy::Plas, 2.0);
+    serve_and_finish(&mut s, 1, 100, 0.0, 5.0); // T_p = 5 s
+    s.add_call(2, 200, 5.0, &[]).unwrap();
+    s.schedule(5.0, 1).unwrap(); // 2 runs
+    s.add_call(3, 300, 5.0, &[]).unwrap();
+    s.add_call(4, 400, 5.0, &[]).unwrap();
+    s.add_call(5, 100, 5.0, &[]).unwrap(); // queue 3, with 3 waiting per running call
+    assert!(s.schedule(34.9, 1).unwrap().promoted.is_empty(), "not at beta * service alone (t = 15)");
+    assert_eq!(s.schedule(35.0, 1).unwrap().promoted, vec![5]);
+}
+
+#[test]
+fn a_promotion_restarts_the_programs_waiting_count() {
+    // Program 100 starves once (10 s, twice its 5 s of service). Its next call must starve again
+    // on its own waiting; had the program kept its 10 s, that call would be due at once.
+    let mut s = scheduler_with_beta(Policy::Plas, 2.0);
+    serve_and_finish(&mut s, 1, 100, 0.0, 5.0);
+    s.add_call(2, 100, 5.0, &[]).unwrap();
+    s.add_call(3, 200, 5.0, &[]).unwrap();
+    s.schedule(5.0, 1).unwrap(); // 3 runs
+    assert_eq!(s.schedule(15.0, 1).unwrap().promoted, vec![2]);
+    s.finish_calls(&[3], 15.0).unwrap();
+    assert_eq!(s.schedule(15.0, 1).unwrap().admit, vec![2]);
+    s.finish_calls(&[2], 15.0).unwrap(); // T_p is still 5 s: call 2 ran no time
+    s.add_call(4, 200, 15.0, &[]).unwrap();
+    assert_eq!(s.schedule(15.0, 1).unwrap().admit, vec![4]);
+    s.add_call(5, 100, 15.0, &[]).unwrap();
+    assert!(s.schedule(15.0, 1).unwrap().promoted.is_empty(), "the program's 10 s were spent on call 2");
+    assert!(s.schedule(24.9, 1).unwrap().promoted.is_empty());
+    assert_eq!(s.schedule(25.0, 1).unwrap().promoted, vec![5]);
+    assert_eq!(s.program(100).unwrap().waiting_time, 20.0, "all waiting still shows in the program's books");
+}
+
+#[test]
 fn a_promoted_call_goes_first_but_preempts_no_one() {
     let mut s = scheduler_with_beta(Policy::Plas, 2.0);
     serve_and_finish(&mut s, 1, 100, 0.0, 5.0); // T_p = 5 s: queue 3, promoted at t = 15
