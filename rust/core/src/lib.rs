@@ -5,11 +5,13 @@
 //! wraps it (rust/python).
 
 pub mod balancer;
+pub mod call_table;
 pub mod config;
 pub mod engine_adapter;
 pub mod error;
 pub mod program_table;
 pub mod queues;
+mod running_batch;
 pub mod scheduler;
 
 /// Call ids are chosen by the caller and unique while the call is live.

@@ -72,10 +72,28 @@ impl ProgramTable {
         })
     }
 
-    pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
+    pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) -> &mut Program {
         let program = self.ensure(id, now);
         program.live_calls.insert(call);
         program.last_arrival = now;
+        program
+    }
+
+    /// Credits a finished call to its program (if the program is still in the table) and forgets
+    /// it, in one lookup. `keep_path` (ATLAS) records the call's path for children naming it.
+    pub fn finish_call(&mut self, id: ProgramId, call: CallId, service: f64, path: f64, keep_path: bool, now: f64) {
+        let Some(program) = self.programs.get_mut(&id) else { return };
+        program.attained_service += service;
+        program.critical_path = program.critical_path.max(path);
+        program.last_completion = now;
+        if keep_path {
+            program.finished_paths.insert(call, path);
+        }
+        program.live_calls.remove(&call);
+        if program.live_calls.is_empty() {
+            program.idle_since = now;
+            self.went_idle.push_back((now, id));
+        }
     }
 
     /// Forgets a live call of the program and starts its stale timer if it became idle.

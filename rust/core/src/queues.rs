@@ -7,7 +7,8 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::CallId;
+/// The scheduler's handle on a call (its slot in the call table): entries name calls by it.
+pub type CallHandle = u64;
 
 /// Identifies one waiting spell of one call.
 pub type Ticket = u64;
@@ -22,7 +23,7 @@ pub struct QueueEntry {
     pub lane: usize,
     pub order: Position,
     pub ticket: Ticket,
-    pub call: CallId,
+    pub call: CallHandle,
 }
 
 /// One queue. Most calls enter it with a position after everything in it (arrivals, demotions,
@@ -131,7 +132,7 @@ impl WaitingQueue {
 pub struct Deadline {
     pub at: f64,
     pub ticket: Ticket,
-    pub call: CallId,
+    pub call: CallHandle,
 }
 
 impl PartialEq for Deadline {

@@ -4,12 +4,14 @@
 //! the caller protects them for the decision), and promoted to the head of the line when they
 //! starve.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
+use crate::call_table::{CallTable, Slot};
 use crate::config::{Policy, SchedulerConfig};
 use crate::error::{CoreError, CoreResult};
 use crate::program_table::{Program, ProgramTable};
 use crate::queues::{Deadline, Position, QueueEntry, StarvationDeadlines, Ticket, WaitingQueue};
+use crate::running_batch::RunningBatch;
 use crate::{CallId, ProgramId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +107,16 @@ pub struct StepInput<'a> {
 #[derive(Debug)]
 pub struct Scheduler {
     config: SchedulerConfig,
-    calls: FxHashMap<CallId, Call>,
+    calls: CallTable,
     programs: ProgramTable,
     waiting: WaitingQueue,
     deadlines: StarvationDeadlines,
     waiting_per_queue: Vec<usize>,
     /// Running calls per queue, so a decision knows without a scan whether anything can swap.
     running_per_queue: Vec<usize>,
-    running: Vec<CallId>,
+    running: RunningBatch,
+    /// Slots of the calls the last `check_listed` validated, in the order listed.
+    listed: Vec<Slot>,
     next_order: u64,
     next_ticket: Ticket,
     next_batch_stamp: u64,
@@ -127,8 +131,20 @@ pub struct Scheduler {
 /// Capacity kept by the scratch set that catches duplicate ids in a batch of new calls.
 const SCRATCH_IDS: usize = 256;
 
-fn is_current(calls: &FxHashMap<CallId, Call>, call: CallId, ticket: Ticket) -> bool {
-    calls.get(&call).is_some_and(|c| c.state == CallState::Waiting && c.ticket == ticket)
+/// Batches of new calls up to this size find duplicates among themselves by a scan, no set.
+const SCANNED_BATCH: usize = 16;
+
+/// Queue entries and deadlines name calls by slot (see `queues::CallHandle`).
+fn handle(slot: Slot) -> u64 {
+    slot as u64
+}
+
+fn slot_of_handle(handle: u64) -> Slot {
+    handle as Slot
+}
+
+fn is_current(calls: &CallTable, handle: u64, ticket: Ticket) -> bool {
+    calls.at(slot_of_handle(handle)).is_some_and(|c| c.state == CallState::Waiting && c.ticket == ticket)
 }
 
 impl Scheduler {
@@ -136,13 +152,14 @@ impl Scheduler {
         let queues = config.num_queues();
         Scheduler {
             config,
-            calls: FxHashMap::default(),
+            calls: CallTable::default(),
             programs: ProgramTable::default(),
             waiting: WaitingQueue::new(queues),
             deadlines: StarvationDeadlines::default(),
             waiting_per_queue: vec![0; queues],
             running_per_queue: vec![0; queues],
-            running: Vec::new(),
+            running: RunningBatch::default(),
+            listed: Vec::new(),
             next_order: 0,
             next_ticket: 0,
             next_batch_stamp: 0,
@@ -180,7 +197,7 @@ impl Scheduler {
     }
 
     pub fn running(&self) -> &[CallId] {
-        &self.running
+        self.running.ids()
     }
 
     /// Waiting calls per queue, most urgent queue first.
@@ -189,7 +206,7 @@ impl Scheduler {
     }
 
     pub fn call(&self, call: CallId) -> Option<&Call> {
-        self.calls.get(&call)
+        self.calls.get(call)
     }
 
     pub fn program(&self, program: ProgramId) -> Option<&Program> {
@@ -228,9 +245,16 @@ impl Scheduler {
     pub fn record_service(&mut self, calls: &[CallId], seconds: f64, now: f64) -> CoreResult<()> {
         self.check_now(now)?;
         check_seconds(seconds)?;
+        if calls == self.running.ids() {
+            // The whole batch in batch order (the usual step): live, running and distinct by
+            // construction, and credited in the same order, so nothing is left to validate.
+            self.last_now = now;
+            self.credit_running(seconds);
+            return Ok(());
+        }
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
-        self.credit_service(calls, seconds);
+        self.credit_listed(seconds);
         Ok(())
     }
 
@@ -247,9 +271,11 @@ impl Scheduler {
         amounts.iter().try_for_each(|&seconds| check_seconds(seconds))?;
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
-        for (&call, &seconds) in calls.iter().zip(amounts) {
-            self.credit_one(call, seconds);
+        let listed = std::mem::take(&mut self.listed);
+        for (&slot, &seconds) in listed.iter().zip(amounts) {
+            self.credit_one(slot, seconds);
         }
+        self.listed = listed;
         Ok(())
     }
 
@@ -268,11 +294,13 @@ impl Scheduler {
         self.check_now(now)?;
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
-        for &call in calls {
-            self.remove_running(call);
-            self.enqueue_waiting(call, now);
+        let listed = std::mem::take(&mut self.listed);
+        for &slot in &listed {
+            self.remove_running(slot);
+            self.enqueue_waiting(slot, now);
             self.stats.requeues += 1;
         }
+        self.listed = listed;
         Ok(())
     }
 
@@ -281,9 +309,12 @@ impl Scheduler {
         self.check_now(now)?;
         self.check_listed(calls, None)?;
         self.last_now = now;
-        for &call in calls {
-            self.finish(call, now);
+        // Finishing frees slots but never moves a call, so the other listed slots stay valid.
+        let listed = std::mem::take(&mut self.listed);
+        for &slot in &listed {
+            self.finish(slot, now);
         }
+        self.listed = listed;
         Ok(())
     }
 
@@ -293,11 +324,12 @@ impl Scheduler {
         let entry = self.programs.remove(program).ok_or(CoreError::UnknownProgram(program))?;
         let mut dropped: Vec<CallId> = entry.live_calls.into_iter().collect();
         for &call in &dropped {
-            match self.calls[&call].state {
-                CallState::Running => self.remove_running(call),
-                CallState::Waiting => self.waiting_per_queue[self.calls[&call].queue] -= 1,
+            let slot = self.calls.slot_of(call).expect("a program's live calls are live");
+            match self.calls[slot].state {
+                CallState::Running => self.remove_running(slot),
+                CallState::Waiting => self.waiting_per_queue[self.calls[slot].queue] -= 1,
             }
-            self.calls.remove(&call);
+            self.calls.remove(slot);
         }
         dropped.sort_unstable();
         Ok(dropped)
@@ -339,10 +371,12 @@ impl Scheduler {
         if input.ran_all {
             self.credit_running(input.ran_seconds);
         } else {
-            self.credit_service(input.ran, input.ran_seconds);
+            for &call in input.ran {
+                self.credit_one(self.validated_slot(call), input.ran_seconds);
+            }
         }
         for &call in input.finished {
-            self.finish(call, now);
+            self.finish(self.validated_slot(call), now);
         }
         for call in input.new_calls {
             self.insert_call(call, now);
@@ -358,7 +392,8 @@ impl Scheduler {
     /// caller can skip working out which calls to protect.
     pub fn may_swap(&mut self) -> bool {
         let Some(worst_queue) = self.least_urgent_running_queue() else { return false };
-        self.peek_waiting(WaitingQueue::lane(0, false)).is_some_and(|best| self.calls[&best.call].queue < worst_queue)
+        self.peek_waiting(WaitingQueue::lane(0, false))
+            .is_some_and(|best| self.calls[slot_of_handle(best.call)].queue < worst_queue)
     }
 
     // ----- validation
@@ -376,12 +411,16 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Every listed call is live, listed once, and in `state` when one is required.
+    /// Every listed call is live, listed once, and in `state` when one is required. Leaves their
+    /// slots in `listed`, in the order listed.
     fn check_listed(&mut self, calls: &[CallId], state: Option<CallState>) -> CoreResult<()> {
         self.next_batch_stamp += 1;
         let stamp = self.next_batch_stamp;
+        self.listed.clear();
         for &id in calls {
-            let call = self.calls.get_mut(&id).ok_or(CoreError::UnknownCall(id))?;
+            let slot = self.calls.slot_of(id).ok_or(CoreError::UnknownCall(id))?;
+            self.listed.push(slot);
+            let call = &mut self.calls[slot];
             if state.is_some_and(|expected| expected != call.state) {
                 return Err(CoreError::WrongState { call: id, expected: "running" });
             }
@@ -405,13 +444,14 @@ impl Scheduler {
         self.next_batch_stamp += 1;
         let stamp = self.next_batch_stamp;
         for &id in protected {
-            let Some(call) = self.calls.get_mut(&id) else {
+            let Some(slot) = self.calls.slot_of(id) else {
                 return Err(if arriving.iter().any(|new| new.call == id) {
                     CoreError::WrongState { call: id, expected: "running" }
                 } else {
                     CoreError::UnknownCall(id)
                 });
             };
+            let call = &mut self.calls[slot];
             if finishing == Some(call.seen_in_batch) {
                 return Err(CoreError::UnknownCall(id));
             }
@@ -427,12 +467,20 @@ impl Scheduler {
     }
 
     fn check_new_calls(&mut self, calls: &[NewCall]) -> CoreResult<()> {
-        // Clearing costs the table's capacity, so a table grown by a bulk load is shrunk back
-        // rather than cleared at that size every step.
-        self.new_ids.clear();
-        self.new_ids.shrink_to(SCRATCH_IDS);
-        for new in calls {
-            if self.calls.contains_key(&new.call) || !self.new_ids.insert(new.call) {
+        let scan = calls.len() <= SCANNED_BATCH;
+        if !scan {
+            // Clearing costs the table's capacity, so a table grown by a bulk load is shrunk back
+            // rather than cleared at that size every step.
+            self.new_ids.clear();
+            self.new_ids.shrink_to(SCRATCH_IDS);
+        }
+        for (i, new) in calls.iter().enumerate() {
+            let repeated = if scan {
+                calls[..i].iter().any(|earlier| earlier.call == new.call)
+            } else {
+                !self.new_ids.insert(new.call)
+            };
+            if self.calls.contains(new.call) || repeated {
                 return Err(CoreError::DuplicateCall(new.call));
             }
             if self.config.policy == Policy::Atlas {
@@ -450,32 +498,33 @@ impl Scheduler {
 
     /// ATLAS: the critical path through `parent` so far (its priority plus its service).
     fn parent_path(&self, program: ProgramId, parent: CallId) -> Option<f64> {
-        match self.calls.get(&parent) {
+        match self.calls.get(parent) {
             Some(call) if call.program == program => Some(call.priority + call.service),
             _ => self.programs.get(program)?.finished_paths.get(&parent).copied(),
         }
     }
 
-    fn arrival_priority(&self, new: &NewCall) -> f64 {
-        let program = self.programs.get(new.program);
-        match self.config.policy {
-            Policy::Fcfs | Policy::Mlfq => 0.0,
-            Policy::Plas => program.map_or(0.0, |p| p.attained_service),
-            Policy::Atlas if new.parents.is_empty() => program.map_or(0.0, |p| p.critical_path),
-            Policy::Atlas => {
-                new.parents.iter().filter_map(|&parent| self.parent_path(new.program, parent)).fold(0.0, f64::max)
-            }
-        }
+    /// ATLAS, for a call naming its parents: the longest critical path through them.
+    fn parents_priority(&self, new: &NewCall) -> f64 {
+        new.parents.iter().filter_map(|&parent| self.parent_path(new.program, parent)).fold(0.0, f64::max)
+    }
+
+    /// The slot of a call the operation has validated as live.
+    fn validated_slot(&self, id: CallId) -> Slot {
+        self.calls.slot_of(id).expect("validated call")
     }
 
     fn insert_call(&mut self, new: &NewCall, now: f64) {
-        let priority = self.arrival_priority(new);
-        self.programs.add_live_call(new.program, new.call, now);
-        let program_order = if self.config.policy.is_program_aware() {
-            self.programs.get(new.program).map_or(0, |p| p.arrival_order)
-        } else {
-            0
-        };
+        let policy = self.config.policy;
+        let from_parents = (policy == Policy::Atlas && !new.parents.is_empty()).then(|| self.parents_priority(new));
+        // One lookup for the program's priority and order; adding the call changes neither.
+        let program = self.programs.add_live_call(new.program, new.call, now);
+        let priority = from_parents.unwrap_or(match policy {
+            Policy::Fcfs | Policy::Mlfq => 0.0,
+            Policy::Plas => program.attained_service,
+            Policy::Atlas => program.critical_path,
+        });
+        let program_order = if policy.is_program_aware() { program.arrival_order } else { 0 };
         let call = Call {
             program: new.program,
             state: CallState::Waiting,
@@ -494,8 +543,8 @@ impl Scheduler {
             seen_in_batch: 0,
             protected_in: 0,
         };
-        self.calls.insert(new.call, call);
-        self.enqueue_waiting(new.call, now);
+        let slot = self.calls.insert(new.call, call);
+        self.enqueue_waiting(slot, now);
         self.stats.added += 1;
     }
 
@@ -506,31 +555,31 @@ impl Scheduler {
 
     /// Starts a waiting spell: a fresh ticket, a queue entry and, below the top queue, the moment
     /// the anti-starvation rule will promote the call.
-    fn enqueue_waiting(&mut self, id: CallId, now: f64) {
+    fn enqueue_waiting(&mut self, slot: Slot, now: f64) {
         self.next_ticket += 1;
         let ticket = self.next_ticket;
         let beta = self.config.starvation_ratio;
         let program_aware = self.config.policy.is_program_aware();
         let fair_wait = self.fair_wait();
-        let call = self.calls.get_mut(&id).expect("validated call");
+        let call = &mut self.calls[slot];
         call.state = CallState::Waiting;
         call.ticket = ticket;
         call.waiting_since = now;
         let lane = WaitingQueue::lane(call.queue, call.promoted);
-        self.waiting.push(QueueEntry { lane, order: call.position(), ticket, call: id });
+        self.waiting.push(QueueEntry { lane, order: call.position(), ticket, call: handle(slot) });
         self.waiting_per_queue[call.queue] += 1;
         if call.queue == 0 || beta.is_infinite() {
             return;
         }
         // (W_p + W_c + waited) / (T_p + T_c) >= beta * fair_wait  <=>  now >= at. The program's
         // terms and the fair wait are taken as the spell starts.
-        let (program_wait, program_service) = match self.programs.get(call.program) {
-            Some(program) if program_aware => (program.starvation_wait, program.attained_service),
-            _ => (0.0, 0.0),
+        let (program_wait, program_service) = match program_aware.then(|| self.programs.get(call.program)).flatten() {
+            Some(program) => (program.starvation_wait, program.attained_service),
+            None => (0.0, 0.0),
         };
         let at = now + beta * fair_wait * (program_service + call.starvation_service)
             - (program_wait + call.starvation_wait);
-        self.deadlines.push(Deadline { at, ticket, call: id });
+        self.deadlines.push(Deadline { at, ticket, call: handle(slot) });
     }
 
     /// The wait per unit of service every call would get if the engine shared itself fairly:
@@ -543,8 +592,8 @@ impl Scheduler {
     }
 
     /// Ends the current waiting spell, counting it for the call and its program.
-    fn end_waiting(&mut self, id: CallId, now: f64) {
-        let call = self.calls.get_mut(&id).expect("validated call");
+    fn end_waiting(&mut self, slot: Slot, now: f64) {
+        let call = &mut self.calls[slot];
         let waited = now - call.waiting_since;
         call.waiting_time += waited;
         call.starvation_wait += waited;
@@ -555,37 +604,39 @@ impl Scheduler {
         }
     }
 
-    fn add_running(&mut self, id: CallId) {
-        let call = self.calls.get_mut(&id).expect("validated call");
+    fn add_running(&mut self, slot: Slot) {
+        let call = &mut self.calls[slot];
         call.state = CallState::Running;
         self.running_per_queue[call.queue] += 1;
-        self.running.push(id);
+        self.running.push(self.calls.id(slot), slot);
     }
 
-    /// Keeps the others in admission order, which `ran_all` credits in (demotions assign FCFS
-    /// positions in that order). The batch is small, so the linear search and shift are cheap.
-    fn remove_running(&mut self, id: CallId) {
-        let slot = self.running.iter().position(|&r| r == id).expect("running call is in the batch");
+    fn remove_running(&mut self, slot: Slot) {
         self.running.remove(slot);
-        self.running_per_queue[self.calls[&id].queue] -= 1;
+        self.running_per_queue[self.calls[slot].queue] -= 1;
     }
 
     fn credit_running(&mut self, seconds: f64) {
-        // Taken out and put back so the ids can be read while calls change; no allocation.
+        // Taken out and put back so the slots can be read while calls change; no allocation.
         let running = std::mem::take(&mut self.running);
-        self.credit_service(&running, seconds);
+        for &slot in running.slots() {
+            self.credit_one(slot, seconds);
+        }
         self.running = running;
     }
 
-    fn credit_service(&mut self, calls: &[CallId], seconds: f64) {
-        for &id in calls {
-            self.credit_one(id, seconds);
+    /// Credits `seconds` to each call the last `check_listed` validated.
+    fn credit_listed(&mut self, seconds: f64) {
+        let listed = std::mem::take(&mut self.listed);
+        for &slot in &listed {
+            self.credit_one(slot, seconds);
         }
+        self.listed = listed;
     }
 
-    fn credit_one(&mut self, id: CallId, seconds: f64) {
+    fn credit_one(&mut self, slot: Slot, seconds: f64) {
         let last_queue = self.config.num_queues() - 1;
-        let call = self.calls.get_mut(&id).expect("validated call");
+        let call = &mut self.calls[slot];
         call.service += seconds;
         call.starvation_service += seconds;
         call.quantum_used += seconds;
@@ -601,22 +652,16 @@ impl Scheduler {
         }
     }
 
-    fn finish(&mut self, id: CallId, now: f64) {
-        match self.calls[&id].state {
-            CallState::Running => self.remove_running(id),
-            CallState::Waiting => self.end_waiting(id, now),
+    fn finish(&mut self, slot: Slot, now: f64) {
+        match self.calls[slot].state {
+            CallState::Running => self.remove_running(slot),
+            CallState::Waiting => self.end_waiting(slot, now),
         }
-        let call = self.calls.remove(&id).expect("validated call");
+        let id = self.calls.id(slot);
+        let call = self.calls.remove(slot);
         let path = call.priority + call.service;
-        if let Some(program) = self.programs.get_mut(call.program) {
-            program.attained_service += call.service;
-            program.critical_path = program.critical_path.max(path);
-            program.last_completion = now;
-            if self.config.policy == Policy::Atlas {
-                program.finished_paths.insert(id, path);
-            }
-        }
-        self.programs.remove_live_call(call.program, id, now);
+        let keep_path = self.config.policy == Policy::Atlas;
+        self.programs.finish_call(call.program, id, call.service, path, keep_path, now);
         self.stats.finished += 1;
     }
 
@@ -631,47 +676,49 @@ impl Scheduler {
     }
 
     /// Starts a waiting call whose queue entry the caller has just popped.
-    fn admit(&mut self, id: CallId, now: f64) {
-        self.end_waiting(id, now);
-        self.calls.get_mut(&id).expect("validated call").promoted = false;
-        self.add_running(id);
-        self.decision.admit.push(id);
+    fn admit(&mut self, slot: Slot, now: f64) {
+        self.end_waiting(slot, now);
+        self.calls[slot].promoted = false;
+        self.add_running(slot);
+        self.decision.admit.push(self.calls.id(slot));
         self.stats.admitted += 1;
     }
 
-    fn preempt(&mut self, id: CallId, now: f64) {
-        self.remove_running(id);
-        self.enqueue_waiting(id, now);
-        self.decision.preempt.push(id);
+    fn preempt(&mut self, slot: Slot, now: f64) {
+        self.remove_running(slot);
+        self.enqueue_waiting(slot, now);
+        self.decision.preempt.push(self.calls.id(slot));
         self.stats.preemptions += 1;
     }
 
     /// The running call that yields first: least urgent queue, latest in it.
-    fn least_urgent_running(&self) -> Option<CallId> {
-        self.running.iter().copied().max_by_key(|id| self.urgency(*id))
+    fn least_urgent_running(&self) -> Option<Slot> {
+        self.running.slots().iter().copied().max_by_key(|&slot| self.urgency(slot))
     }
 
     /// `least_urgent_running` among the calls this decision may swap out.
-    fn least_urgent_unprotected_running(&self) -> Option<CallId> {
+    fn least_urgent_unprotected_running(&self) -> Option<Slot> {
         let decision = self.decisions;
         self.running
+            .slots()
             .iter()
             .copied()
-            .filter(|id| self.calls[id].protected_in != decision)
-            .max_by_key(|id| self.urgency(*id))
+            .filter(|&slot| self.calls[slot].protected_in != decision)
+            .max_by_key(|&slot| self.urgency(slot))
     }
 
     /// Smaller is more urgent: the queue, then the place in it.
-    fn urgency(&self, id: CallId) -> (usize, Position) {
-        let call = &self.calls[&id];
+    fn urgency(&self, slot: Slot) -> (usize, Position) {
+        let call = &self.calls[slot];
         (call.queue, call.position())
     }
 
     /// Numbers a new decision and marks its protected calls; no set to build or clear.
     fn protect(&mut self, protected: &[CallId]) {
         self.decisions += 1;
-        for id in protected {
-            self.calls.get_mut(id).expect("validated call").protected_in = self.decisions;
+        for &id in protected {
+            let slot = self.validated_slot(id);
+            self.calls[slot].protected_in = self.decisions;
         }
     }
 
@@ -681,16 +728,17 @@ impl Scheduler {
 
     fn promote_starved(&mut self, now: f64) {
         while let Some(deadline) = self.deadlines.pop_due(now) {
+            let slot = slot_of_handle(deadline.call);
             let starved = self
                 .calls
-                .get(&deadline.call)
+                .at(slot)
                 .is_some_and(|c| c.state == CallState::Waiting && c.ticket == deadline.ticket && c.queue > 0);
             if !starved {
                 continue;
             }
-            self.end_waiting(deadline.call, now);
+            self.end_waiting(slot, now);
             self.next_order += 1;
-            let call = self.calls.get_mut(&deadline.call).expect("checked above");
+            let call = &mut self.calls[slot];
             call.queue = 0;
             call.order = self.next_order;
             call.promoted = true;
@@ -700,13 +748,13 @@ impl Scheduler {
             // The program's waiting resets too. Left to grow, once a heavy program starved every
             // later call of it would be due at once, and its promoted calls, demoted and preempted,
             // promoted again: under deep overload that put starved programs ahead of every new one
-            // (2,000 promotions for 160 programs; bench/results/engine/defaults-mixed-deep.*).
+            // (2,000 promotions for 160 programs; bench/results/engine/defaults-mixed-deep-before-fix.*).
             let program = call.program;
             if let Some(program) = self.programs.get_mut(program) {
                 program.starvation_wait = 0.0;
             }
-            self.enqueue_waiting(deadline.call, now);
-            self.decision.promoted.push(deadline.call);
+            self.enqueue_waiting(slot, now);
+            self.decision.promoted.push(self.calls.id(slot));
             self.stats.promotions += 1;
         }
     }
@@ -725,7 +773,7 @@ impl Scheduler {
         }
         while self.running.len() < capacity {
             let Some(best) = self.pop_waiting(WaitingQueue::HEAD_OF_LINE) else { break };
-            self.admit(best.call, now);
+            self.admit(slot_of_handle(best.call), now);
         }
         // Full batch: swap the least urgent running call for a waiting one in a strictly more
         // urgent queue. Equal queues never swap, so calls do not ping-pong. Promoted calls wait
@@ -734,18 +782,19 @@ impl Scheduler {
         // Protected calls are passed over; the per-queue counts rule out most swaps without a scan.
         let top_queue = WaitingQueue::lane(0, false);
         while let (Some(best), Some(worst_queue)) = (self.peek_waiting(top_queue), self.least_urgent_running_queue()) {
-            let best_queue = self.calls[&best.call].queue;
+            let best_slot = slot_of_handle(best.call);
+            let best_queue = self.calls[best_slot].queue;
             if best_queue >= worst_queue {
                 break;
             }
             let Some(victim) = self.least_urgent_unprotected_running() else { break };
-            if best_queue >= self.calls[&victim].queue {
+            if best_queue >= self.calls[victim].queue {
                 break;
             }
             self.preempt(victim, now);
             // Still first: the preempted call went to a less urgent queue.
             self.pop_waiting(top_queue);
-            self.admit(best.call, now);
+            self.admit(best_slot, now);
         }
 
         let live_waiting = self.num_waiting();
