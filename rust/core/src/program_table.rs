@@ -25,6 +25,8 @@ pub struct Program {
     pub arrival_order: u64,
     /// When the program last had no live call; the stale timer runs from here.
     idle_since: f64,
+    /// Its own id, for the idle FIFO when a call reaches it by slot.
+    id: ProgramId,
     /// ATLAS only: priority + service of each finished call, for children naming their parents.
     pub finished_paths: FxHashMap<CallId, f64>,
 }
@@ -35,54 +37,91 @@ impl Program {
     }
 }
 
-/// Programs by id, plus a FIFO of moments programs went idle so stale ones are found without a
-/// scan: `now` never goes backwards, so the FIFO is ordered by time.
+/// Where a program is stored. A live call's program stays in the table (programs with live calls
+/// are never dropped, and ending one drops its calls), so calls keep their program's slot and
+/// reach it without hashing its id.
+pub type ProgramSlot = usize;
+
+/// Programs in reusable slots with an index by id, plus a FIFO of moments programs went idle so
+/// stale ones are found without a scan: `now` never goes backwards, so the FIFO is ordered by time.
 #[derive(Debug, Default)]
 pub struct ProgramTable {
-    programs: FxHashMap<ProgramId, Program>,
+    slots: Vec<Option<Program>>,
+    index: FxHashMap<ProgramId, ProgramSlot>,
+    free: Vec<ProgramSlot>,
     went_idle: VecDeque<(f64, ProgramId)>,
     arrivals: u64,
 }
 
 impl ProgramTable {
     pub fn get(&self, id: ProgramId) -> Option<&Program> {
-        self.programs.get(&id)
+        self.at(*self.index.get(&id)?)
     }
 
     pub fn get_mut(&mut self, id: ProgramId) -> Option<&mut Program> {
-        self.programs.get_mut(&id)
+        let slot = *self.index.get(&id)?;
+        self.at_mut(slot)
+    }
+
+    /// The program in `slot`, if the slot is in use.
+    pub fn at(&self, slot: ProgramSlot) -> Option<&Program> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    pub fn at_mut(&mut self, slot: ProgramSlot) -> Option<&mut Program> {
+        self.slots.get_mut(slot)?.as_mut()
     }
 
     pub fn len(&self) -> usize {
-        self.programs.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.programs.is_empty()
+        self.index.is_empty()
     }
 
     /// Starts a program if it is new; an idle new program can go stale like any other.
-    pub fn ensure(&mut self, id: ProgramId, now: f64) -> &mut Program {
-        let went_idle = &mut self.went_idle;
-        let arrivals = &mut self.arrivals;
-        self.programs.entry(id).or_insert_with(|| {
-            went_idle.push_back((now, id));
-            *arrivals += 1;
-            Program { idle_since: now, last_arrival: now, arrival_order: *arrivals, ..Program::default() }
-        })
+    pub fn ensure(&mut self, id: ProgramId, now: f64) -> (ProgramSlot, &mut Program) {
+        let slot = match self.index.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                self.went_idle.push_back((now, id));
+                self.arrivals += 1;
+                let program = Program {
+                    idle_since: now,
+                    last_arrival: now,
+                    arrival_order: self.arrivals,
+                    id,
+                    ..Program::default()
+                };
+                let slot = match self.free.pop() {
+                    Some(slot) => {
+                        self.slots[slot] = Some(program);
+                        slot
+                    }
+                    None => {
+                        self.slots.push(Some(program));
+                        self.slots.len() - 1
+                    }
+                };
+                self.index.insert(id, slot);
+                slot
+            }
+        };
+        (slot, self.slots[slot].as_mut().expect("indexed slot is in use"))
     }
 
-    pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) -> &mut Program {
-        let program = self.ensure(id, now);
+    pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) -> (ProgramSlot, &mut Program) {
+        let (slot, program) = self.ensure(id, now);
         program.live_calls.insert(call);
         program.last_arrival = now;
-        program
+        (slot, program)
     }
 
     /// Credits a finished call to its program (if the program is still in the table) and forgets
     /// it, in one lookup. `keep_path` (ATLAS) records the call's path for children naming it.
-    pub fn finish_call(&mut self, id: ProgramId, call: CallId, service: f64, path: f64, keep_path: bool, now: f64) {
-        let Some(program) = self.programs.get_mut(&id) else { return };
+    pub fn finish_call(&mut self, slot: ProgramSlot, call: CallId, service: f64, path: f64, keep_path: bool, now: f64) {
+        let Some(program) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
         program.attained_service += service;
         program.critical_path = program.critical_path.max(path);
         program.last_completion = now;
@@ -92,13 +131,13 @@ impl ProgramTable {
         program.live_calls.remove(&call);
         if program.live_calls.is_empty() {
             program.idle_since = now;
-            self.went_idle.push_back((now, id));
+            self.went_idle.push_back((now, program.id));
         }
     }
 
     /// Forgets a live call of the program and starts its stale timer if it became idle.
     pub fn remove_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
-        let Some(program) = self.programs.get_mut(&id) else { return };
+        let Some(program) = self.get_mut(id) else { return };
         program.live_calls.remove(&call);
         if program.live_calls.is_empty() {
             program.idle_since = now;
@@ -107,7 +146,9 @@ impl ProgramTable {
     }
 
     pub fn remove(&mut self, id: ProgramId) -> Option<Program> {
-        self.programs.remove(&id)
+        let slot = self.index.remove(&id)?;
+        self.free.push(slot);
+        self.slots[slot].take()
     }
 
     /// Drops programs idle for at least `stale_after` seconds; returns how many were dropped.
@@ -119,9 +160,9 @@ impl ProgramTable {
             }
             self.went_idle.pop_front();
             // Entries of programs that became busy again, or idle later, are out of date.
-            let still_idle = self.programs.get(&id).is_some_and(|p| p.live_calls.is_empty() && p.idle_since == since);
+            let still_idle = self.get(id).is_some_and(|p| p.live_calls.is_empty() && p.idle_since == since);
             if still_idle {
-                self.programs.remove(&id);
+                self.remove(id);
                 dropped += 1;
             }
         }

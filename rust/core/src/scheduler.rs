@@ -9,7 +9,7 @@ use rustc_hash::FxHashSet;
 use crate::call_table::{CallTable, Slot};
 use crate::config::{Policy, SchedulerConfig};
 use crate::error::{CoreError, CoreResult};
-use crate::program_table::{Program, ProgramTable};
+use crate::program_table::{Program, ProgramSlot, ProgramTable};
 use crate::queues::{Deadline, Position, QueueEntry, StarvationDeadlines, Ticket, WaitingQueue};
 use crate::running_batch::RunningBatch;
 use crate::{CallId, ProgramId};
@@ -23,6 +23,8 @@ pub enum CallState {
 #[derive(Debug, Clone)]
 pub struct Call {
     pub program: ProgramId,
+    /// Where its program is in the program table, which keeps it while the call is live.
+    program_slot: ProgramSlot,
     pub state: CallState,
     pub queue: usize,
     /// The PLAS/ATLAS priority the call arrived with (0 under fcfs and mlfq).
@@ -518,7 +520,7 @@ impl Scheduler {
         let policy = self.config.policy;
         let from_parents = (policy == Policy::Atlas && !new.parents.is_empty()).then(|| self.parents_priority(new));
         // One lookup for the program's priority and order; adding the call changes neither.
-        let program = self.programs.add_live_call(new.program, new.call, now);
+        let (program_slot, program) = self.programs.add_live_call(new.program, new.call, now);
         let priority = from_parents.unwrap_or(match policy {
             Policy::Fcfs | Policy::Mlfq => 0.0,
             Policy::Plas => program.attained_service,
@@ -527,6 +529,7 @@ impl Scheduler {
         let program_order = if policy.is_program_aware() { program.arrival_order } else { 0 };
         let call = Call {
             program: new.program,
+            program_slot,
             state: CallState::Waiting,
             queue: self.config.queue_for(priority),
             priority,
@@ -573,7 +576,8 @@ impl Scheduler {
         }
         // (W_p + W_c + waited) / (T_p + T_c) >= beta * fair_wait  <=>  now >= at. The program's
         // terms and the fair wait are taken as the spell starts.
-        let (program_wait, program_service) = match program_aware.then(|| self.programs.get(call.program)).flatten() {
+        let (program_wait, program_service) = match program_aware.then(|| self.programs.at(call.program_slot)).flatten()
+        {
             Some(program) => (program.starvation_wait, program.attained_service),
             None => (0.0, 0.0),
         };
@@ -598,7 +602,7 @@ impl Scheduler {
         call.waiting_time += waited;
         call.starvation_wait += waited;
         self.waiting_per_queue[call.queue] -= 1;
-        if let Some(program) = self.programs.get_mut(call.program) {
+        if let Some(program) = self.programs.at_mut(call.program_slot) {
             program.waiting_time += waited;
             program.starvation_wait += waited;
         }
@@ -661,7 +665,7 @@ impl Scheduler {
         let call = self.calls.remove(slot);
         let path = call.priority + call.service;
         let keep_path = self.config.policy == Policy::Atlas;
-        self.programs.finish_call(call.program, id, call.service, path, keep_path, now);
+        self.programs.finish_call(call.program_slot, id, call.service, path, keep_path, now);
         self.stats.finished += 1;
     }
 
@@ -749,8 +753,8 @@ impl Scheduler {
             // later call of it would be due at once, and its promoted calls, demoted and preempted,
             // promoted again: under deep overload that put starved programs ahead of every new one
             // (2,000 promotions for 160 programs; bench/results/engine/defaults-mixed-deep-before-fix.*).
-            let program = call.program;
-            if let Some(program) = self.programs.get_mut(program) {
+            let program = call.program_slot;
+            if let Some(program) = self.programs.at_mut(program) {
                 program.starvation_wait = 0.0;
             }
             self.enqueue_waiting(slot, now);
