@@ -20,32 +20,36 @@ pub enum CallState {
     Running,
 }
 
+/// Laid out by hand in two cache lines: the first holds what crediting the running batch and
+/// checking queue entries touch, so a step over the batch reads one line per call.
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 pub struct Call {
-    pub program: ProgramId,
-    /// Where its program is in the program table, which keeps it while the call is live.
-    program_slot: ProgramSlot,
-    pub state: CallState,
     pub queue: usize,
-    /// The PLAS/ATLAS priority the call arrived with (0 under fcfs and mlfq).
-    pub priority: f64,
-    /// All engine time the call has had.
-    pub service: f64,
-    /// All time it has waited, counted when a waiting spell ends.
-    pub waiting_time: f64,
-    /// FCFS order in its queue; kept when preempted so the call keeps its place.
-    order: u64,
-    /// Its program's arrival order under PLAS and ATLAS (0 otherwise), which ranks before `order`.
-    program_order: u64,
+    pub state: CallState,
     /// Promoted by anti-starvation and not yet admitted: it goes first but preempts no one.
     pub promoted: bool,
     /// Its current waiting spell; queue and deadline entries with another ticket are stale.
     ticket: Ticket,
-    waiting_since: f64,
-    quantum_used: f64,
-    /// W_c and T_c of the anti-starvation rule: reset when the call is promoted.
-    starvation_wait: f64,
+    /// All engine time the call has had.
+    pub service: f64,
+    /// T_c of the anti-starvation rule (W_c is `starvation_wait`): reset when promoted.
     starvation_service: f64,
+    quantum_used: f64,
+    /// FCFS order in its queue; kept when preempted so the call keeps its place.
+    order: u64,
+    /// Its program's arrival order under PLAS and ATLAS (0 otherwise), which ranks before `order`.
+    program_order: u64,
+    // ----- second line
+    pub program: ProgramId,
+    /// Where its program is in the program table, which keeps it while the call is live.
+    program_slot: ProgramSlot,
+    /// The PLAS/ATLAS priority the call arrived with (0 under fcfs and mlfq).
+    pub priority: f64,
+    /// All time it has waited, counted when a waiting spell ends.
+    pub waiting_time: f64,
+    waiting_since: f64,
+    starvation_wait: f64,
     /// Stamp of the last batch validation that saw this call, to catch ids listed twice.
     seen_in_batch: u64,
     /// The last decision the caller protected it in: that decision's swaps pass it over.
