@@ -308,7 +308,8 @@ def test_the_core_runs_on_engine_work_not_on_seconds():
 def test_a_call_is_credited_the_steps_work_or_its_own(own_work_credit):
     """A call decoding next to another call's long prefill: by default credited the step's work
     (the prefill too, as it would be the step's seconds); with own_work_credit one unit a step,
-    what it would have alone. The engine's clock counts all of the work either way."""
+    what it would have alone. The engine's clock counts all of the work either way; the core's
+    waits in the unit calls are credited in."""
     from vllm import SamplingParams
 
     from autellix.work_units import PREFILL_TOKENS_PER_UNIT
@@ -334,6 +335,10 @@ def test_a_call_is_credited_the_steps_work_or_its_own(own_work_credit):
         assert programs[1]["attained_service"] == pytest.approx(alone + (0 if own_work_credit else shared_step_prefill))
         assert programs[2]["attained_service"] == pytest.approx(prefill)
         assert scheduler.work_clock == pytest.approx(alone + shared_step_prefill)
+        # The core's clock moves with what calls are credited: the step's work, or under own-work
+        # crediting the mean call's (the shared step's prefill split over its two calls).
+        core_step_share = shared_step_prefill / 2 if own_work_credit else shared_step_prefill
+        assert scheduler.core_clock == pytest.approx(alone + core_step_share)
 
 
 def _guard_scenario(guard: bool) -> tuple[Any, dict[str, list[int]]]:

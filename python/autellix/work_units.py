@@ -9,15 +9,16 @@ waiting time is the work the engine did meanwhile, so the anti-starvation ratio 
 like. The ladder below is then the same on every engine, and needs no tuning.
 
 `own_work_credit` (plug-in setting, off by default) credits each call its own work instead
-(`call_units`: its decode token plus its own prefill). Step crediting makes service depend on the
-batch: under a deep queue with a large batch (bench/plugin_step.py, plas, 10,000 waiting, B = 64 /
-256) newcomers' prompts demote the whole batch within a few steps, the demoted calls are preempted
-and recompute, and that prefill demotes the next batch: 41 / 90 preemptions a step and 7,940 / 8,192
-tokens a step against vLLM's 477 / 1,845; own-work crediting: 0.5 / 2.2 and 403 / 1,627. But with
-service in own work and waiting in the step clock, the anti-starvation ratio no longer compares like
-with like: calls are promoted sooner, and on the real CPU engine (8 slots, mixed, 45 programs/s)
-plas fell from 15.5 to 35.3 ms/token (bench/results/engine/defaults-mixed-own-credit.*). So it stays
-an option until waiting time is measured in the same per-call units.
+(`call_units`: its decode token plus its own prefill), and the core's clock then moves by the mean
+call's work (`mean_call_units`), so waiting and service stay in one unit for the anti-starvation
+ratio. Step crediting makes service depend on the batch: under a deep queue with a large batch
+(bench/plugin_step.py, plas, 10,000 waiting, B = 64 / 256) newcomers' prompts demote the whole batch
+within a few steps, the demoted calls are preempted and recompute, and that prefill demotes the next
+batch (16.5 / 74.5 preemptions a step against own-work crediting's 0.5 / 2.2). But on the real CPU
+engine (8 slots, mixed, 30-45 programs/s) step crediting gave the lower latency, with the step
+clock for waiting (15.5 against 35.3 ms/token, bench/results/engine/defaults-mixed-own-credit.*)
+and with the mean call's (bench/results/engine/probe-own-credit-call-clock.*): charging the whole
+batch for a newcomer's prefill favours short programs. So step crediting stays the default.
 
 The core itself is unit-free: these are the values the plug-in and the simulator give it.
 """
@@ -54,6 +55,12 @@ def call_units(scheduled_tokens: int) -> float:
     """One call's own work in a step where it ran `scheduled_tokens` tokens: its service under
     `own_work_credit`. (The plug-in's EngineAdapter applies the same rule in Rust, `ran_tokens`.)"""
     return step_units(scheduled_tokens, 1)
+
+
+def mean_call_units(scheduled_tokens: int, scheduled_calls: int) -> float:
+    """The mean of `call_units` over a step's calls: how far the core's clock moves in the step
+    under `own_work_credit`, so a waiting call waits in the unit running calls are served in."""
+    return 1.0 + max(scheduled_tokens - scheduled_calls, 0) / (PREFILL_TOKENS_PER_UNIT * scheduled_calls)
 
 
 def core_defaults() -> dict[str, object]:

@@ -50,7 +50,7 @@ from autellix.contract import (
 from autellix.vllm.admission_queue import AdmissionQueue
 from autellix.vllm.preemption_guard import PreemptionGuard
 from autellix.vllm.settings import AutellixSettings
-from autellix.work_units import PREFILL_TOKENS_PER_UNIT, step_units
+from autellix.work_units import PREFILL_TOKENS_PER_UNIT, mean_call_units, step_units
 
 # A child of vLLM's logger: inside vLLM's processes our lines go out through its handler, tagged
 # with the process like vLLM's own.
@@ -121,9 +121,13 @@ class _AutellixMixin(_MixinBase):
         # alone no longer tell whether vLLM runs exactly what the core admitted.
         self._counts_suffice = connector is None
         self._thread_of: dict[int, Any] = {}  # call id -> autellix_thread_id, when one was given
-        # The core's clock: engine work units (autellix.work_units), the same on any hardware,
-        # and only advanced by steps this engine ran, so tests and decisions are reproducible.
+        # Clocks in engine work units (autellix.work_units), the same on any hardware and only
+        # advanced by steps this engine ran, so tests and decisions are reproducible. The engine's
+        # work paces the guard; the core runs on the work its calls are credited: the step's under
+        # step crediting, the mean call's under own-work crediting, so waiting and attained
+        # service stay in one unit for the anti-starvation ratio.
         self.work_clock = 0.0
+        self.core_clock = 0.0
         self.guard = PreemptionGuard(enabled=self.autellix_settings.preemption_guard)
         self._batch_was_full = False
         self.autellix_stats: dict[str, float] = defaultdict(float)
@@ -137,7 +141,7 @@ class _AutellixMixin(_MixinBase):
         this engine knows (others are absent)."""
         # An idle engine has no next step: tell the core now what it would hear then, or its
         # last calls would show as running forever.
-        self._apply(self.work_clock)
+        self._apply(self.core_clock)
         programs = {}
         for program_id in program_ids:
             try:
@@ -198,10 +202,10 @@ class _AutellixMixin(_MixinBase):
     # -- each step ---------------------------------------------------------------------------
 
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
-        now = self.work_clock
+        now = self.core_clock
         started = time.perf_counter()
         capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
-        self.guard.observe_completions(self.adapter.num_finished_pending, now, self._batch_was_full)
+        self.guard.observe_completions(self.adapter.num_finished_pending, self.work_clock, self._batch_was_full)
         self._apply(now)
         protected = self._protected()
         admit, preempt = self.adapter.decide(now, capacity, protected)
@@ -230,7 +234,7 @@ class _AutellixMixin(_MixinBase):
         vLLM runs only what the core admitted, so equal counts mean there is nothing to hand back."""
         if self._counts_suffice and self.adapter.counts_match(len(self.running)):
             return
-        back = self.adapter.requeue_all_but([r.request_id for r in self.running], self.work_clock)
+        back = self.adapter.requeue_all_but([r.request_id for r in self.running], self.core_clock)
         self.autellix_stats["requeued"] += back
 
     def _protected(self) -> list[str]:
@@ -260,20 +264,23 @@ class _AutellixMixin(_MixinBase):
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
         scheduled = scheduler_output.num_scheduled_tokens
         if scheduled:
-            total = scheduler_output.total_num_scheduled_tokens
-            work = step_units(total, len(scheduled))
+            total, calls = scheduler_output.total_num_scheduled_tokens, len(scheduled)
+            work = step_units(total, calls)
             self.work_clock += work
             # Every call in the step ran: all of them, when the counts say so (sync scheduling only).
-            everyone = not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(len(scheduled))
+            everyone = not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(calls)
             if not self.autellix_settings.own_work_credit:  # each call is credited the step's work
+                self.core_clock += work
                 if everyone:
                     self.adapter.ran_all(work)
                 else:
                     self.adapter.ran_requests(list(scheduled), work)
-            elif everyone and total == len(scheduled):  # own work: a decode-only step is one unit each
-                self.adapter.ran_all(1.0)
             else:
-                self.adapter.ran_tokens(scheduled)
+                self.core_clock += mean_call_units(total, calls)
+                if everyone and total == calls:  # a decode-only step is one unit each
+                    self.adapter.ran_all(1.0)
+                else:
+                    self.adapter.ran_tokens(scheduled)
         return super().update_from_output(scheduler_output, model_runner_output)
 
 
