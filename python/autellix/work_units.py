@@ -17,8 +17,11 @@ within a few steps, the demoted calls are preempted and recompute, and that pref
 batch (16.5 / 74.5 preemptions a step against own-work crediting's 0.5 / 2.2). But on the real CPU
 engine (8 slots, mixed, 30-45 programs/s) step crediting gave the lower latency, with the step
 clock for waiting (15.5 against 35.3 ms/token, bench/results/engine/defaults-mixed-own-credit.*)
-and with the mean call's (bench/results/engine/probe-own-credit-call-clock.*): charging the whole
-batch for a newcomer's prefill favours short programs. So step crediting stays the default.
+and with the mean call's (bench/results/engine/probe-own-credit-call-clock.*). Both probes predate the
+anti-starvation fix (starvation against the fair wait); after it the two are at parity on that engine
+(160 programs at 15 and 30 programs/s, two seeds: 12.6 / 11.6 / 17.8 / 26.3 against 13.7 / 11.0 /
+21.6 / 22.6 ms/token, bench/results/engine/probe-own-credit-after-fix.*). Step crediting stays the
+default until the deep-overload bench and the simulator (which credits by step) are rerun with it.
 
 The core itself is unit-free: these are the values the plug-in and the simulator give it.
 """
