@@ -21,6 +21,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "vllm-noprefix": (VANILLA_VLLM, {"enable_prefix_caching": False}, {}),
     # Each call credited its own work instead of the step's (autellix.work_units).
     "plas-own-credit": ("plas", {}, {"own_work_credit": True}),
+    # Anti-starvation off (a finite ratio no wait reaches: the setting travels as JSON).
     "plas-no-starvation": ("plas", {}, {"starvation_ratio": 1e12}),
 }
 SERIES = (*ENGINE_SCHEDULERS, *VARIANTS)
