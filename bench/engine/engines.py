@@ -23,6 +23,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "plas-own-credit": ("plas", {}, {"own_work_credit": True}),
     # Anti-starvation off (a finite ratio no wait reaches: the setting travels as JSON).
     "plas-no-starvation": ("plas", {}, {"starvation_ratio": 1e12}),
+    # The default ladder with three finer queues on top (8, 16, 32 units).
+    "plas-fine-top": ("plas", {}, {"queue_boundaries": [8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0]}),
 }
 SERIES = (*ENGINE_SCHEDULERS, *VARIANTS)
 
