@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from autellix import work_units
 from autellix.cli import main
 from autellix.sim.sweep import crossing_rate, throughput_table
 from autellix.sim.trace import load_trace
@@ -156,7 +157,8 @@ def test_simulate_clock_reaches_the_engines(tmp_path, capsys, seen_engines):
     seconds = json.loads(capsys.readouterr().out)
     assert main([*base, "--clock", "work", "--queue-boundaries", "500,1000"]) == 0
     capsys.readouterr()
-    assert seen_engines == [[("work", (64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0), 2)],
+    # Each 100-token call is demoted at 8, 16, 32 and 64 units of its own service.
+    assert seen_engines == [[("work", tuple(work_units.QUEUE_BOUNDARIES), 8)],
                             [("seconds", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), 0)],
                             [("work", (500.0, 1000.0), 0)]]
     assert work["clock"] == "work" and seconds["clock"] == "seconds"
@@ -171,7 +173,7 @@ def test_sweep_clock_reaches_the_engines_and_the_outputs(tmp_path, seen_engines)
     assert main([*args, "--name", "w"]) == 0
     assert main([*args, "--name", "s", "--clock", "seconds"]) == 0
     clocks = [[(clock, bounds) for clock, bounds, _ in engines] for engines in seen_engines]
-    assert clocks == [[("work", ())], [("work", (64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0))],
+    assert clocks == [[("work", ())], [("work", tuple(work_units.QUEUE_BOUNDARIES))],
                       [("seconds", ())], [("seconds", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0))]]
     for name, clock in (("w", "work"), ("s", "seconds")):
         data = json.loads((tmp_path / f"{name}.json").read_text())

@@ -287,6 +287,7 @@ def test_the_core_runs_on_engine_work_not_on_seconds():
     program's attained service is the same on any machine: 1 + (prompt - 1) / 32 + (tokens - 1)."""
     from vllm import SamplingParams
 
+    from autellix import work_units
     from autellix.work_units import PREFILL_TOKENS_PER_UNIT
 
     with _engine(PLUGIN, max_num_seqs=1) as engine:
@@ -300,8 +301,8 @@ def test_the_core_runs_on_engine_work_not_on_seconds():
         assert scheduler.work_clock == pytest.approx(expected)
         snapshot = scheduler.autellix_snapshot([5])
         assert snapshot["programs"][5]["attained_service"] == pytest.approx(expected)
-        # The default ladder: 21 units of service is still the top queue's range (< 64).
-        assert scheduler.core.queue_boundaries[0] == 64.0
+        # The default ladder, in work units.
+        assert scheduler.core.queue_boundaries == list(work_units.QUEUE_BOUNDARIES)
 
 
 @pytest.mark.parametrize("own_work_credit", [False, True])

@@ -35,13 +35,16 @@ from __future__ import annotations
 # bfcl 221 vs 269; CPU preset within 1-3 %, bench/sim/README.md).
 PREFILL_TOKENS_PER_UNIT = 128
 
-# Attained-service boundaries of the queues (9 queues): a program moves down once it has had
-# 64 decode steps of engine work, again at 128, ... The paper's calls are 10s to 1000s of tokens,
-# its programs up to 10^5, so the ladder spans a short chat to a long agent run.
-QUEUE_BOUNDARIES = (64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0)
+# Attained-service boundaries of the queues (12 queues): a program moves down once it has had
+# 8 decode steps of engine work, again at 16, 32, ... The paper's calls are 10s to 1000s of
+# tokens, its programs up to 10^5, so the ladder spans a one-line tool call to a long agent run.
+# The top starts fine: with a first boundary of 64 a burst of short programs (bfcl) all shared the
+# top queue, served oldest program first, and plas lost to vLLM (70.9 against 42.5 ms/token);
+# with 8, 16, 32 on top it won (36.1), mixed unchanged (bench/results/engine/probe-*-ladder.*).
+QUEUE_BOUNDARIES = (8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0)
 # A running call moves down one queue after a quantum of its queue's range width (the pace its
 # program's attained service would move it); the last queue's quantum is the widest range.
-QUANTA = (64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0)
+QUANTA = (8.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0)
 # Programs with no live call are dropped after this much engine work (the front end ends them
 # on its own idle TTL in seconds; this bounds the table when the plug-in runs without it).
 STALE_AFTER = 1_000_000.0

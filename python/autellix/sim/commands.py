@@ -54,7 +54,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("scheduler (core policies)")
     s.add_argument("--clock", choices=CLOCKS, default="work",
                    help="the scheduler's clock: 'work' = engine work units (one decode step = 1 unit, prefill "
-                        "1/32 unit per prompt token), as the vLLM plug-in runs it, with the ladder 64, 128, ..., "
+                        "1/128 unit per prompt token), as the vLLM plug-in runs it, with the ladder 8, 16, ..., "
                         "8192 units unless --queue-boundaries is given; 'seconds' = simulated seconds, with the "
                         "core's 1, 2, ..., 64 s ladder (default work)")
     s.add_argument("--queue-boundaries", type=_float_list, metavar="S1,S2,...",
