@@ -418,7 +418,7 @@ class ReferenceScheduler:
             program_wait, program_service = program.starvation_wait, program.attained_service
         else:
             program_wait, program_service = 0.0, 0.0
-        fair_wait = max((len(self._calls) - len(self._running)) / max(len(self._running), 1), 1.0)
+        fair_wait = max(self.num_waiting / max(self.num_running, 1), 1.0)  # waiting per running call, at least 1
         at = now + beta * fair_wait * (program_service + call.starvation_service) - (program_wait + call.starvation_wait)
         heapq.heappush(self._deadlines, (at, call.ticket, call_id))
 
