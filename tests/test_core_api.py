@@ -204,9 +204,9 @@ def _adapter(**kwargs):
 
 def test_engine_adapter_drives_its_scheduler_in_request_ids():
     adapter = _adapter()
-    call, program, new_session = adapter.add_request("r1-0123abcd", "r1", None, "session-a")
+    call, program, new_session = adapter.add_request("r1-0123abcd", None, "session-a")
     assert new_session and adapter.call_id("r1") == adapter.call_id("r1-0123abcd") == call
-    assert adapter.add_request("r2", "r2", None, "session-a")[1] == program
+    assert adapter.add_request("r2", None, "session-a")[1] == program
     assert adapter.apply(0.0) == []
     assert adapter.decide(0.0, 1) == (["r1-0123abcd"], [])
     assert adapter.scheduler.num_running == adapter.num_running() == 1
@@ -224,16 +224,59 @@ def test_engine_adapter_credits_each_call_its_own_work_as_work_units_defines_it(
 
     adapter = _adapter()
     for request in ("decoding", "prefilling"):
-        adapter.add_request(request, request, 1, None)
+        adapter.add_request(request, 1, None)
     adapter.apply(0.0)
     adapter.decide(0.0, 2)
-    adapter.ran_tokens({"decoding": 1, "prefilling": 700, "unknown": 5})
+    adapter.ran_tokens({"decoding": 1, "prefilling": 700, "unknown": 5}, 706)
     adapter.apply(1.0)
     service = {r: adapter.scheduler.call_info(adapter.call_id(r))["service"] for r in ("decoding", "prefilling")}
     assert service == {"decoding": call_units(1), "prefilling": call_units(700)}
     assert call_units(1) == 1.0 and call_units(700) > call_units(1)
     with pytest.raises(TypeError):
-        adapter.ran_tokens({"decoding": "many"})  # type: ignore[dict-item]
+        adapter.ran_tokens({"decoding": "many"}, 1)  # type: ignore[dict-item]
+
+
+def test_engine_adapter_credits_a_whole_batch_reading_only_the_prefills_by_name():
+    """When every running call can have run (sync scheduling) and the counts match, calls not
+    named beside a prefill are credited their one decode token; when the counts do not match,
+    only the named calls are credited."""
+    from autellix.work_units import call_units
+
+    adapter = _adapter()
+    requests = ("a", "b", "c")
+    for request in requests:
+        adapter.add_request(request, 1, None)
+    adapter.apply(0.0)
+    adapter.decide(0.0, 3)
+
+    def service():
+        return {r: adapter.scheduler.call_info(adapter.call_id(r))["service"] for r in requests}
+
+    adapter.ran_tokens({"a": 1, "b": 1, "c": 1}, 3, True)  # a decode-only step
+    adapter.apply(1.0)
+    assert service() == {"a": 1.0, "b": 1.0, "c": 1.0}
+    adapter.ran_tokens({"a": 1, "b": 300, "c": 1}, 302, True)
+    adapter.apply(2.0)
+    assert service() == {"a": 2.0, "b": 1.0 + call_units(300), "c": 2.0}
+    adapter.ran_tokens({"a": 1, "b": 1}, 2, True)  # c did not run: the counts say so
+    adapter.apply(3.0)
+    assert service() == {"a": 3.0, "b": 2.0 + call_units(300), "c": 2.0}
+    adapter.ran_tokens({"a": 1, "b": 1, "c": 1}, 3, False)  # async scheduling: names are read
+    adapter.apply(4.0)
+    assert service() == {"a": 4.0, "b": 3.0 + call_units(300), "c": 3.0}
+
+
+def test_engine_adapter_step_applies_then_decides_in_one_call():
+    adapter = _adapter()
+    adapter.add_request("r1", 1, None)
+    adapter.add_request("r2", 2, None)
+    assert adapter.step(0.0, 1) == (["r1"], [], [])
+    adapter.free_request("r1")
+    assert adapter.step(1.0, 1) == (["r2"], [], [])
+    assert adapter.scheduler.num_running == 1 and len(adapter.scheduler) == 1
+    with pytest.raises(core.InvalidArgumentError, match="time"):
+        adapter.step(0.5, 1)  # the clock went backwards
+    assert adapter.scheduler.num_running == 1
 
 
 def test_record_service_each_credits_each_its_own_and_validates_first():
@@ -251,11 +294,11 @@ def test_record_service_each_credits_each_its_own_and_validates_first():
 
 def test_engine_adapter_errors_are_typed_and_change_nothing():
     adapter = _adapter()
-    adapter.add_request("r1", "r1", 5, None)
+    adapter.add_request("r1", 5, None)
     with pytest.raises(core.InvalidArgumentError, match="already live"):
-        adapter.add_request("r1", "r1", 5, None)
+        adapter.add_request("r1", 5, None)
     with pytest.raises(OverflowError):
-        adapter.add_request("r2", "r2", -1, None)
+        adapter.add_request("r2", -1, None)
     with pytest.raises(TypeError):
         adapter.ran_requests("r1", 1.0)  # type: ignore[arg-type]
     with pytest.raises(core.ConfigError, match="client < session < solo"):

@@ -232,29 +232,35 @@ class EngineAdapter:
     def add_request(
         self,
         request_id: str,
-        external_id: str,
         program_id: int | None,
         session: str | None,
         parents: Sequence[str] = (),
     ) -> tuple[int, int, bool]:
-        """A new request: returns (call id, program id, whether its session was new). `parents`
-        not remembered or of another program are ignored. Raises InvalidArgumentError if the
-        request id is live."""
+        """A new request: returns (call id, program id, whether its session was new). The request
+        is nameable by its id and by the id its client gave (without the "-" and 8 hex digits vLLM
+        appends). `parents` not remembered or of another program are ignored. Raises
+        InvalidArgumentError if the request id is live."""
     def free_request(self, request_id: str) -> bool:
         """The engine freed the request (finished or aborted); False if unknown."""
     def ran_all(self, work: float) -> None:
         """The last step ran every call the scheduler counts as running, for `work`."""
     def ran_requests(self, request_ids: Sequence[str], work: float) -> None:
         """The last step ran these requests (unknown ones are ignored), for `work` each."""
-    def ran_tokens(self, scheduled: Mapping[str, int]) -> None:
-        """The last step ran these requests for these numbers of tokens: each is credited its own
-        work, 1 + (tokens - 1) / prefill_tokens_per_unit (`autellix.work_units.call_units`)."""
+    def ran_tokens(self, scheduled: Mapping[str, int], total_tokens: int, whole_batch_possible: bool = False) -> None:
+        """The last step ran these requests for these numbers of tokens (`total_tokens` in all):
+        each is credited its own work, 1 + (tokens - 1) / prefill_tokens_per_unit
+        (`autellix.work_units.call_units`). `whole_batch_possible`: the engine runs only calls the
+        scheduler admitted (sync scheduling, no KV connector), so when the counts match every
+        running call ran, and only requests that ran more than one token are read by name."""
     def apply(self, now: float) -> list[str]:
         """Tells the scheduler the service, finishes and arrivals since the last step; returns
         what it refused (a rejected batch of arrivals is retried one by one, a call whose parents
         are refused arrives without them). Never raises for the engine's input."""
     def may_swap(self) -> bool:
         """`Scheduler.may_swap`, after `apply`."""
+    def step(self, now: float, capacity: int) -> tuple[list[str], list[str], list[str]]:
+        """`apply`, then `decide` with nothing protected, in one call: (admit, preempt, what
+        `apply` refused)."""
     def decide(self, now: float, capacity: int, protected: Sequence[str] = ()) -> tuple[list[str], list[str]]:
         """(request ids to admit, most urgent first; request ids to preempt, least urgent first).
         `protected`: running requests not to preempt for priority (others are ignored)."""

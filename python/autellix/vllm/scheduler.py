@@ -26,7 +26,6 @@ vLLM, of earlier calls of the same program this one depends on (ATLAS).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -65,13 +64,6 @@ CACHE_ROOM = 0.9
 PARENT_MEMORY = 1 << 16
 # A session idle for this many newer sessions gets a new program id if it comes back.
 SESSION_MEMORY = 1 << 16
-# vLLM appends "-" and 8 random hex digits to every request id it is given
-# (InputProcessor.assign_request_id); clients only know the id they gave.
-_RANDOM_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
-
-
-def external_request_id(request_id: str) -> str:
-    return _RANDOM_SUFFIX.sub("", request_id)
 
 
 def check_vllm_version(version: str = vllm.__version__) -> None:
@@ -180,12 +172,12 @@ class _AutellixMixin(_MixinBase):
             return  # a streaming update of a live request, not a new call
         args = (request.sampling_params.extra_args if request.sampling_params else None) or {}
         session = request.session_id or args.get(SESSION_KEY)  # offline callers: extra_args
+        parents = args.get(PARENTS_KEY)
         call_id, program_id, new_session = self.adapter.add_request(
             request.request_id,
-            external_request_id(request.request_id),
             _client_program(args.get(PROGRAM_KEY)),
             session if isinstance(session, str) else None,
-            [str(parent) for parent in args.get(PARENTS_KEY) or ()],
+            [str(parent) for parent in parents] if parents else (),
         )
         if new_session:  # once per program: operators (and tests of the served engine) see sessions group
             log.info("autellix: session %r is program %d", session, program_id)
@@ -206,9 +198,13 @@ class _AutellixMixin(_MixinBase):
         started = time.perf_counter()
         capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
         self.guard.observe_completions(self.adapter.num_finished_pending, self.work_clock, self._batch_was_full)
-        self._apply(now)
-        protected = self._protected()
-        admit, preempt = self.adapter.decide(now, capacity, protected)
+        cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
+        if self.guard.may_protect(self.block_size, cached):
+            self._apply(now)  # which calls to protect is judged on the state after this step's news
+            admit, preempt = self.adapter.decide(now, capacity, self._protected(cached))
+        else:  # the usual step: one crossing
+            admit, preempt, refused = self.adapter.step(now, capacity)
+            _log_refused(refused)
         self._preempt_for_priority(preempt)
         requests = self.requests
         self.admission.set_admissions([requests[r] for r in admit if r in requests])
@@ -223,8 +219,7 @@ class _AutellixMixin(_MixinBase):
         return output
 
     def _apply(self, now: float) -> None:
-        for refusal in self.adapter.apply(now):
-            log.error("autellix: the core refused part of a step: %s", refusal)
+        _log_refused(self.adapter.apply(now))
 
     def _requeue_not_running(self) -> None:
         """Hand back to the core every call it counts as running that vLLM does not run, whatever
@@ -237,13 +232,12 @@ class _AutellixMixin(_MixinBase):
         back = self.adapter.requeue_all_but([r.request_id for r in self.running], self.core_clock)
         self.autellix_stats["requeued"] += back
 
-    def _protected(self) -> list[str]:
+    def _protected(self, cached: bool) -> list[str]:
         """Running requests whose recompute would cost more than waiting for a free slot (see
-        preemption_guard). Their full KV blocks survive a preemption only in the prefix cache,
-        and only while the cache has room to spare. Choosing them costs a pass over the batch,
-        so it is skipped when no call could be protected or no swap can happen."""
-        cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
-        if not self.guard.may_protect(self.block_size, cached) or not self.adapter.may_swap():
+        preemption_guard). Their full KV blocks survive a preemption only in the prefix cache
+        (`cached`: while the cache has room to spare). Choosing them costs a pass over the batch,
+        so it is skipped when no swap can happen. Call after `_apply`."""
+        if not self.adapter.may_swap():
             return []
         running = [(request.request_id, request.num_computed_tokens) for request in self.running]
         protected = self.guard.protected(running, self.block_size, cached)
@@ -267,29 +261,33 @@ class _AutellixMixin(_MixinBase):
             total, calls = scheduler_output.total_num_scheduled_tokens, len(scheduled)
             work = step_units(total, calls)
             self.work_clock += work
-            # Every call in the step ran: all of them, when the counts say so (sync scheduling only).
-            everyone = not self._name_calls_that_ran and self._counts_suffice and self.adapter.counts_match(calls)
-            if not self.autellix_settings.own_work_credit:  # each call is credited the step's work
+            # Whether every running call can have run in the step (the counts then tell): with
+            # sync scheduling and no KV connector, vLLM runs only what the core admitted.
+            whole_batch_possible = not self._name_calls_that_ran and self._counts_suffice
+            if self.autellix_settings.own_work_credit:
+                self.core_clock += mean_call_units(total, calls)
+                self.adapter.ran_tokens(scheduled, total, whole_batch_possible)
+            else:  # each call is credited the step's work
                 self.core_clock += work
-                if everyone:
+                if whole_batch_possible and self.adapter.counts_match(calls):
                     self.adapter.ran_all(work)
                 else:
                     self.adapter.ran_requests(list(scheduled), work)
-            else:
-                self.core_clock += mean_call_units(total, calls)
-                if everyone and total == calls:  # a decode-only step is one unit each
-                    self.adapter.ran_all(1.0)
-                else:
-                    self.adapter.ran_tokens(scheduled)
         return super().update_from_output(scheduler_output, model_runner_output)
+
+
+def _log_refused(refused: list[str]) -> None:
+    for refusal in refused:
+        log.error("autellix: the core refused part of a step: %s", refusal)
 
 
 def _client_program(given: Any) -> int | None:
     """A client's program id: an int in [0, 2**62); anything else is ignored, with a warning."""
+    if given is None:
+        return None
     if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SESSION_PROGRAMS:
         return given
-    if given is not None:
-        log.warning("autellix: ignoring program id %r (expected an int in [0, 2**62))", given)
+    log.warning("autellix: ignoring program id %r (expected an int in [0, 2**62))", given)
     return None
 
 

@@ -70,6 +70,8 @@ enum Ran {
     Calls(Vec<CallId>, f64),
     /// Each call got its own amount.
     Each(Vec<CallId>, Vec<f64>),
+    /// Every running call got this much, except these, which got their own amounts.
+    AllExcept(f64, Vec<CallId>, Vec<f64>),
 }
 
 /// What `decide` tells the engine, in vLLM's request ids.
@@ -198,12 +200,11 @@ impl EngineAdapter {
 
     /// A new request. `program`: a client's program id, used if in the client range; else
     /// `session` names the program; else the call is a program of its own. `parents`: request
-    /// ids of earlier calls of the same program (others are ignored). `external_id`: the id the
-    /// client gave, if vLLM changed it.
+    /// ids of earlier calls of the same program (others are ignored), as vLLM was given them or as
+    /// the client gave them (see `external_request_id`).
     pub fn add_request(
         &mut self,
         request_id: &str,
-        external_id: &str,
         program: Option<ProgramId>,
         session: Option<&str>,
         parents: &[&str],
@@ -225,6 +226,7 @@ impl EngineAdapter {
             .map(|(parent, _)| parent)
             .collect();
         self.lineage.touch(request_id, (call, program));
+        let external_id = external_request_id(request_id);
         if external_id != request_id {
             self.lineage.touch(external_id, (call, program));
         }
@@ -266,15 +268,28 @@ impl EngineAdapter {
     /// These requests ran the given numbers of tokens in the last step: each is credited its own
     /// work, one unit for its decode token and the rest as prefill (`autellix.work_units.call_units`).
     pub fn ran_tokens(&mut self, scheduled: impl IntoIterator<Item = (impl AsRef<str>, u64)>) {
+        let (calls, amounts) = self.own_work(scheduled);
+        self.ran = Ran::Each(calls, amounts);
+    }
+
+    /// Every running call ran in the last step, one token each (its decode token) except
+    /// `prefilled`, the requests that ran more tokens: credited as in `ran_tokens`, without naming
+    /// the whole batch.
+    pub fn ran_all_tokens(&mut self, prefilled: impl IntoIterator<Item = (impl AsRef<str>, u64)>) {
+        let (calls, amounts) = self.own_work(prefilled);
+        self.ran = Ran::AllExcept(1.0, calls, amounts);
+    }
+
+    /// Known requests' calls and their own work for the tokens they ran.
+    fn own_work(&self, scheduled: impl IntoIterator<Item = (impl AsRef<str>, u64)>) -> (Vec<CallId>, Vec<f64>) {
         let per_unit = self.config.prefill_tokens_per_unit;
-        let (calls, amounts) = scheduled
+        scheduled
             .into_iter()
             .filter_map(|(request, tokens)| {
                 let call = *self.call_of.get(request.as_ref())?;
                 Some((call, 1.0 + tokens.saturating_sub(1) as f64 / per_unit))
             })
-            .unzip();
-        self.ran = Ran::Each(calls, amounts);
+            .unzip()
     }
 
     /// Tells the scheduler what happened since the last step: service, then finishes, then
@@ -293,9 +308,12 @@ impl EngineAdapter {
                 note(&mut refused, scheduler.record_service(&ran, work, now));
             }
             Ran::Each(calls, amounts) => {
-                let (ran, amounts): (Vec<CallId>, Vec<f64>) =
-                    calls.into_iter().zip(amounts).filter(|&(c, _)| is_running(scheduler, c)).unzip();
+                let (ran, amounts) = running_only(scheduler, calls, amounts);
                 note(&mut refused, scheduler.record_service_each(&ran, &amounts, now));
+            }
+            Ran::AllExcept(work, calls, amounts) => {
+                let (ran, amounts) = running_only(scheduler, calls, amounts);
+                note(&mut refused, scheduler.record_service_running_except(work, &ran, &amounts, now));
             }
         }
         let finished = std::mem::take(&mut self.finished);
@@ -322,6 +340,18 @@ impl EngineAdapter {
             }
         }
         refused
+    }
+
+    /// `apply`, then `decide` with nothing protected: the usual step, in one call. Returns the
+    /// decision and what `apply` refused.
+    pub fn step(
+        &mut self,
+        scheduler: &mut Scheduler,
+        now: f64,
+        capacity: usize,
+    ) -> CoreResult<(EngineDecision, Vec<String>)> {
+        let refused = self.apply(scheduler, now);
+        Ok((self.decide(scheduler, now, capacity, &[])?, refused))
     }
 
     /// The scheduler's decision, in request ids. `protected`: running requests not to preempt
@@ -390,10 +420,28 @@ impl EngineAdapter {
     }
 }
 
+/// The id a client gave a request: vLLM appends "-" and 8 random hex digits to every request id
+/// it is given (`InputProcessor.assign_request_id`), and clients only know the id they gave.
+pub fn external_request_id(request_id: &str) -> &str {
+    let bytes = request_id.as_bytes();
+    let Some(split) = bytes.len().checked_sub(9) else { return request_id };
+    let suffix = &bytes[split + 1..];
+    if bytes[split] == b'-' && suffix.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        &request_id[..split]
+    } else {
+        request_id
+    }
+}
+
 fn take(next: &mut ProgramId) -> ProgramId {
     let id = *next;
     *next += 1;
     id
+}
+
+/// The calls (and their amounts) the scheduler still counts as running.
+fn running_only(scheduler: &Scheduler, calls: Vec<CallId>, amounts: Vec<f64>) -> (Vec<CallId>, Vec<f64>) {
+    calls.into_iter().zip(amounts).filter(|&(c, _)| is_running(scheduler, c)).unzip()
 }
 
 fn is_running(scheduler: &Scheduler, call: CallId) -> bool {
@@ -409,6 +457,15 @@ fn note(refused: &mut Vec<String>, result: CoreResult<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_external_id_drops_only_vllms_random_suffix() {
+        assert_eq!(external_request_id("chat-1-0123abcd"), "chat-1");
+        assert_eq!(external_request_id("-0123abcd"), "");
+        for kept in ["chat-1", "chat-0123ABCD", "chat_0123abcd", "0123abcd", "x-0123abcg", "é-0123abcd9"] {
+            assert_eq!(external_request_id(kept), kept);
+        }
+    }
 
     #[test]
     fn recent_forgets_the_least_recently_touched() {

@@ -267,13 +267,7 @@ impl Scheduler {
     /// Credits each listed running call its own amount of engine time (`amounts[i]` to `calls[i]`).
     pub fn record_service_each(&mut self, calls: &[CallId], amounts: &[f64], now: f64) -> CoreResult<()> {
         self.check_now(now)?;
-        if calls.len() != amounts.len() {
-            return Err(CoreError::InvalidArgument(format!(
-                "call ids and amounts must be parallel lists: got {} call ids, {} amounts",
-                calls.len(),
-                amounts.len()
-            )));
-        }
+        check_parallel(calls, amounts)?;
         amounts.iter().try_for_each(|&seconds| check_seconds(seconds))?;
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
@@ -291,6 +285,38 @@ impl Scheduler {
         check_seconds(seconds)?;
         self.last_now = now;
         self.credit_running(seconds);
+        Ok(())
+    }
+
+    /// Credits every running call `seconds`, except the listed ones, each of which gets its own
+    /// amount instead (`amounts[i]` to `calls[i]`): a step in which every call ran and a few did
+    /// more than the rest (prefill beside decode tokens), named without the rest of the batch.
+    pub fn record_service_running_except(
+        &mut self,
+        seconds: f64,
+        calls: &[CallId],
+        amounts: &[f64],
+        now: f64,
+    ) -> CoreResult<()> {
+        self.check_now(now)?;
+        check_seconds(seconds)?;
+        check_parallel(calls, amounts)?;
+        amounts.iter().try_for_each(|&amount| check_seconds(amount))?;
+        self.check_listed(calls, Some(CallState::Running))?;
+        self.last_now = now;
+        let stamp = self.next_batch_stamp; // what check_listed left on the listed calls
+        let running = std::mem::take(&mut self.running);
+        for &slot in running.slots() {
+            if self.calls[slot].seen_in_batch != stamp {
+                self.credit_one(slot, seconds);
+            }
+        }
+        self.running = running;
+        let listed = std::mem::take(&mut self.listed);
+        for (&slot, &amount) in listed.iter().zip(amounts) {
+            self.credit_one(slot, amount);
+        }
+        self.listed = listed;
         Ok(())
     }
 
@@ -809,6 +835,18 @@ impl Scheduler {
         let calls = &self.calls;
         self.waiting.compact(live_waiting, |e| is_current(calls, e.call, e.ticket));
         self.deadlines.compact(live_waiting, |d| is_current(calls, d.call, d.ticket));
+    }
+}
+
+fn check_parallel(calls: &[CallId], amounts: &[f64]) -> CoreResult<()> {
+    if calls.len() == amounts.len() {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidArgument(format!(
+            "call ids and amounts must be parallel lists: got {} call ids, {} amounts",
+            calls.len(),
+            amounts.len()
+        )))
     }
 }
 

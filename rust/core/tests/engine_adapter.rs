@@ -19,7 +19,7 @@ fn setup(policy: Policy, session_memory: usize) -> (EngineAdapter, Scheduler) {
 }
 
 fn add(adapter: &mut EngineAdapter, request: &str, program: Option<u64>, session: Option<&str>) -> Arrival {
-    adapter.add_request(request, request, program, session, &[]).unwrap()
+    adapter.add_request(request, program, session, &[]).unwrap()
 }
 
 #[test]
@@ -51,14 +51,14 @@ fn programs_come_from_the_client_then_the_session_then_the_call_alone() {
 fn a_live_request_id_cannot_arrive_twice() {
     let (mut adapter, _) = setup(Policy::Plas, 8);
     add(&mut adapter, "a", Some(1), None);
-    assert!(matches!(adapter.add_request("a", "a", Some(1), None, &[]), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(adapter.add_request("a", Some(1), None, &[]), Err(CoreError::InvalidArgument(_))));
     assert_eq!(adapter.num_requests(), 1);
 }
 
 #[test]
 fn parents_are_named_by_either_request_id_and_only_within_the_program() {
     let (mut adapter, mut scheduler) = setup(Policy::Atlas, 8);
-    let parent = adapter.add_request("p-1234abcd", "p", Some(1), None, &[]).unwrap();
+    let parent = adapter.add_request("p-1234abcd", Some(1), None, &[]).unwrap();
     let other = add(&mut adapter, "q", Some(2), None);
     adapter.apply(&mut scheduler, 0.0);
     let admitted = adapter.decide(&mut scheduler, 0.0, 2, &[]).unwrap().admit;
@@ -68,7 +68,7 @@ fn parents_are_named_by_either_request_id_and_only_within_the_program() {
     adapter.free_request("q");
     assert!(adapter.apply(&mut scheduler, 1.0).is_empty());
     assert_eq!(adapter.call_id("p"), Some(parent.call), "finished calls stay nameable");
-    let child = adapter.add_request("c", "c", Some(1), None, &["p", "q"]).unwrap();
+    let child = adapter.add_request("c", Some(1), None, &["p", "q"]).unwrap();
     assert!(adapter.apply(&mut scheduler, 1.0).is_empty(), "q is of another program: ignored, not refused");
     assert_eq!(scheduler.call(child.call).unwrap().priority, 5.0, "critical path through p only");
     assert_ne!(other.program, child.program);
@@ -155,7 +155,7 @@ fn refused_parents_leave_the_call_arriving_without_them() {
     // The program ends in the scheduler; its id lives on in the lineage, its calls do not.
     adapter.end_program(&mut scheduler, 1);
     adapter.free_request("p");
-    adapter.add_request("c", "c", Some(1), None, &["p"]).unwrap();
+    adapter.add_request("c", Some(1), None, &["p"]).unwrap();
     let refused = adapter.apply(&mut scheduler, 1.0);
     assert!(!refused.is_empty(), "the unknown parent is reported");
     assert_eq!(adapter.stats().rejected_batches, 1);

@@ -419,3 +419,26 @@ fn bad_protected_ids_are_rejected_and_change_nothing() {
     assert_eq!(s.call(1).unwrap().service, 2.0, "no service recorded by a rejected step");
     s.schedule(2.0, 3).unwrap(); // time did not move on to 10
 }
+
+#[test]
+fn a_step_credits_every_running_call_except_the_named_ones_their_own_amounts() {
+    let mut s = scheduler(Policy::Plas);
+    for call in 1..=3 {
+        s.add_call(call, 100 + call, 0.0, &[]).unwrap();
+    }
+    assert_eq!(s.schedule(0.0, 3).unwrap().admit.len(), 3);
+    s.record_service_running_except(0.5, &[2], &[1.5], 1.0).unwrap();
+    let service = |s: &Scheduler, call| s.call(call).unwrap().service;
+    assert_eq!((service(&s, 1), service(&s, 2), service(&s, 3)), (0.5, 1.5, 0.5));
+    assert_eq!(s.call(2).unwrap().queue, 1, "the named call's own amount demotes it, the base does not");
+    assert_eq!(s.call(1).unwrap().queue, 0);
+    // Validated before anything changes: a waiting or unknown call, or lists of unequal length.
+    s.add_call(4, 104, 1.0, &[]).unwrap();
+    assert!(matches!(
+        s.record_service_running_except(0.5, &[4], &[1.0], 2.0),
+        Err(CoreError::WrongState { call: 4, .. })
+    ));
+    assert!(s.record_service_running_except(0.5, &[1, 2], &[1.0], 2.0).is_err());
+    assert!(s.record_service_running_except(0.5, &[1], &[-1.0], 2.0).is_err());
+    assert_eq!((service(&s, 1), service(&s, 2), service(&s, 3)), (0.5, 1.5, 0.5));
+}

@@ -377,18 +377,17 @@ impl EngineAdapter {
     }
 
     #[pyo3(
-        signature = (request_id, external_id, program_id, session, parents=Vec::new()),
-        text_signature = "(self, /, request_id, external_id, program_id, session, parents=())"
+        signature = (request_id, program_id, session, parents=Vec::new()),
+        text_signature = "(self, /, request_id, program_id, session, parents=())"
     )]
     fn add_request(
         &mut self,
         request_id: &str,
-        external_id: &str,
         program_id: Option<u64>,
         session: Option<&str>,
         parents: Vec<PyBackedStr>,
     ) -> CoreResult<(u64, u64, bool)> {
-        let arrival = self.inner.add_request(request_id, external_id, program_id, session, &strs(&parents))?;
+        let arrival = self.inner.add_request(request_id, program_id, session, &strs(&parents))?;
         Ok((arrival.call, arrival.program, arrival.new_session))
     }
 
@@ -404,17 +403,48 @@ impl EngineAdapter {
         self.inner.ran_requests(&strs(&request_ids), work)
     }
 
-    fn ran_tokens(&mut self, scheduled: &Bound<'_, PyDict>) -> PyResult<()> {
-        let scheduled: Vec<(PyBackedStr, u64)> = scheduled
-            .iter()
-            .map(|(request, tokens)| Ok((request.extract()?, tokens.extract()?)))
-            .collect::<PyResult<_>>()?;
-        self.inner.ran_tokens(scheduled.iter().map(|(request, tokens)| (&**request, *tokens)));
+    #[pyo3(signature = (scheduled, total_tokens, whole_batch_possible=false))]
+    fn ran_tokens(
+        &mut self,
+        py: Python<'_>,
+        scheduled: &Bound<'_, PyDict>,
+        total_tokens: u64,
+        whole_batch_possible: bool,
+    ) -> PyResult<()> {
+        let whole_batch =
+            whole_batch_possible && self.inner.counts_match(&self.scheduler.borrow(py).inner, scheduled.len());
+        if whole_batch && total_tokens == scheduled.len() as u64 {
+            self.inner.ran_all(1.0); // a decode-only step: one token, one unit each
+            return Ok(());
+        }
+        let mut named: Vec<(PyBackedStr, u64)> = Vec::new();
+        for (request, tokens) in scheduled.iter() {
+            let tokens: u64 = tokens.extract()?;
+            if !whole_batch || tokens > 1 {
+                named.push((request.extract()?, tokens));
+            }
+        }
+        let named = named.iter().map(|(request, tokens)| (&**request, *tokens));
+        if whole_batch {
+            self.inner.ran_all_tokens(named);
+        } else {
+            self.inner.ran_tokens(named);
+        }
         Ok(())
     }
 
     fn apply(&mut self, py: Python<'_>, now: f64) -> Vec<String> {
         self.inner.apply(&mut self.scheduler.borrow_mut(py).inner, now)
+    }
+
+    fn step(
+        &mut self,
+        py: Python<'_>,
+        now: f64,
+        capacity: usize,
+    ) -> CoreResult<(Vec<String>, Vec<String>, Vec<String>)> {
+        let (decision, refused) = self.inner.step(&mut self.scheduler.borrow_mut(py).inner, now, capacity)?;
+        Ok((decision.admit, decision.preempt, refused))
     }
 
     fn may_swap(&self, py: Python<'_>) -> bool {
