@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -59,6 +59,7 @@ KINDS = ("vllm", "autellix")
 DEFAULT_PLUGIN = "autellix.vllm.scheduler:AutellixScheduler"
 SAMPLED_TOKEN = 100  # the token every decode step "samples"; nothing reads it
 FIRST_TOKEN = 3  # the tiny model's special tokens are 0-2
+OWN_TIME_GOAL_US = 10.0  # issue 10: what the plug-in may add to a step
 
 
 def _progress(message: str) -> None:
@@ -308,6 +309,8 @@ def run_once(
     max_calls: int | None = None,
     max_drain_steps: int = 100_000,
     profiler: cProfile.Profile | None = None,
+    on_timed: Callable[[], None] | None = None,
+    after_timed_step: Callable[[], None] | None = None,
 ) -> RunResult:
     """B + Q calls, then `warmup_steps` untimed and `steps` timed steps with as many arrivals a
     step as finishes (the stream's calls in order, `max_calls` in all if given); with `drain`,
@@ -369,8 +372,12 @@ def run_once(
         step(arrivals=True, timed=False)
     if stats is not None:
         before = dict(stats)
+    if on_timed is not None:
+        on_timed()
     for _ in range(steps):
         step(arrivals=True, timed=True)
+        if after_timed_step is not None:
+            after_timed_step()
     if stats is not None:
         result.plugin = {k: v - before.get(k, 0.0) for k, v in stats.items()}
     if drain:
@@ -443,6 +450,143 @@ def _profile_top(profiler: cProfile.Profile, limit: int = 25) -> list[dict[str, 
     return rows[:limit]
 
 
+class HookTimers:
+    """The plug-in's own time, without the noise of vLLM's: while installed, every method the
+    plug-in overrides (`schedule`, `update_from_output`, `add_request`, `_free_request`) is timed,
+    and so is vLLM's version it calls with `super()`. A hook's own time is the difference; summed
+    over hooks (they nest: `_free_request` runs inside vLLM's `update_from_output`, each one's own
+    part is disjoint from the others') it is what the plug-in adds in Python and Rust together.
+    The timers' own cost inside each measured interval (one timed inner call) is measured and
+    subtracted. What it cannot see: the plug-in's waiting queue replaces vLLM's, inside vLLM's
+    `schedule()` (its operations are a few dict steps a call)."""
+
+    def __init__(self, plugin: Any) -> None:
+        from vllm.v1.core.sched.scheduler import Scheduler
+
+        self._patches: list[tuple[type, str, Any]] = []
+        self.outer: dict[str, int] = {}
+        self.inner: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        for name in ("schedule", "update_from_output", "add_request", "_free_request"):
+            owner = next(c for c in plugin.__mro__ if name in vars(c))
+            if owner is Scheduler or not hasattr(Scheduler, name):
+                continue  # not overridden: nothing of the plug-in's runs there
+            self._patch(owner, name, self.outer, count=True)
+            self._patch(Scheduler, name, self.inner, count=False)
+        self.timer_ns = self._timer_cost_ns()
+        self.step_ns: list[float] = []
+        self._last_total = 0.0
+
+    def _patch(self, cls: type, name: str, totals: dict[str, int], count: bool) -> None:
+        original = vars(cls)[name]
+        totals[name] = 0
+        self.calls.setdefault(name, 0)
+        clock, calls = time.perf_counter_ns, self.calls
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[name] += clock() - start
+                if count:
+                    calls[name] += 1
+
+        self._patches.append((cls, name, original))
+        setattr(cls, name, timed)
+
+    @staticmethod
+    def _timer_cost_ns(samples: int = 200_000) -> float:
+        """What one timed call costs beyond the call itself, as seen from an enclosing timer."""
+        totals = {"f": 0}
+        clock = time.perf_counter_ns
+
+        def plain() -> None:
+            return None
+
+        def timed() -> None:
+            start = clock()
+            try:
+                return plain()
+            finally:
+                totals["f"] += clock() - start
+
+        def best(fn: Any) -> float:
+            runs = []
+            for _ in range(5):
+                start = clock()
+                for _ in range(samples):
+                    fn()
+                runs.append((clock() - start) / samples)
+            return min(runs)
+
+        return max(best(timed) - best(plain), 0.0)
+
+    def remove(self) -> None:
+        for cls, name, original in reversed(self._patches):
+            setattr(cls, name, original)
+        self._patches = []
+
+    def _own_ns(self, name: str) -> float:
+        return self.outer[name] - self.inner[name] - self.calls[name] * self.timer_ns
+
+    def end_step(self) -> None:
+        """Closes a step: its own time is one sample (a step's median is robust to the garbage
+        collector's pauses, which land in whichever code allocates when they are due)."""
+        total = sum(self._own_ns(name) for name in self.outer)
+        self.step_ns.append(total - self._last_total)
+        self._last_total = total
+
+    def own_us(self, steps: int) -> dict[str, float]:
+        """Per step: each hook's own time and the total (means), and the median step; timer cost
+        subtracted."""
+        own = {name: self._own_ns(name) / steps / 1000 for name in self.outer}
+        return {
+            **own,
+            "total": sum(own.values()),
+            "median_step": statistics.median(self.step_ns) / 1000,
+        }
+
+
+def own_time_run(
+    config: Config, stream: CallStream, warmup_steps: int, steps: int, runs: int
+) -> dict[str, Any]:
+    """Extra Autellix runs with `HookTimers` installed over their timed steps; the median run."""
+    results = []
+    for _ in range(runs):
+        timers: HookTimers | None = None
+
+        def install() -> None:
+            nonlocal timers
+            timers = HookTimers(plugin_class(config.plugin))
+
+        try:
+            run_once(
+                "autellix",
+                config,
+                stream,
+                warmup_steps,
+                steps,
+                on_timed=install,
+                after_timed_step=lambda: (
+                    timers.end_step() if timers is not None else None
+                ),
+            )
+        finally:
+            if timers is not None:
+                timers.remove()
+        assert timers is not None
+        results.append(
+            {"own_us_per_step": timers.own_us(steps), "timer_ns": timers.timer_ns}
+        )
+    results.sort(key=lambda r: r["own_us_per_step"]["median_step"])
+    return {
+        **results[len(results) // 2],
+        "runs": runs,
+        "run_median_steps_us": [r["own_us_per_step"]["median_step"] for r in results],
+    }
+
+
 def measure(
     config: Config,
     repeats: int,
@@ -486,6 +630,9 @@ def measure(
             "median": statistics.median(loads),
         },
     }
+    row["own_time"] = own_time_run(
+        config, stream, warmup_steps, steps, runs=min(repeats, 3)
+    )
     if profile:
         profiler = cProfile.Profile()
         run_once("autellix", config, stream, warmup_steps, steps, profiler=profiler)
@@ -553,24 +700,32 @@ def _git_state() -> dict[str, Any]:
         return {}
 
 
+def _own_cell(own: dict[str, float]) -> str:
+    if "median_step" not in own:
+        return "n/a"
+    return f"**{own['median_step']:.1f}** ({own['total']:.1f})"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         (
             "| policy | B running | Q waiting | vLLM (us/step) | Autellix (us/step) | added (us) "
-            "| ratio | vLLM p99 | Autellix p99 | plug-in core_seconds (us/step) "
+            "| ratio | vLLM p99 | Autellix p99 | plug-in own time (us/step): median (mean) "
+            "| plug-in core_seconds (us/step) "
             "| priority preemptions / step | tokens / step (vLLM, Autellix) | load |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         c, v, a = r["config"], r["vllm"], r["autellix"]
         core = a.get("core_us_per_step")
         preemptions = a.get("plugin_per_run", {}).get("priority_preemptions", 0.0)
         load = r["load_average"]
+        own = r.get("own_time", {}).get("own_us_per_step", {})
         lines.append(
             f"| {c['policy']} | {c['batch']} | {c['queued']} | {v['median_us']:.1f} | {a['median_us']:.1f} "
-            f"| **{r['added_us']:+.1f}** | {r['ratio']:.2f}x | {v['p99_us']:.1f} | {a['p99_us']:.1f} "
-            f"| {'n/a' if core is None else f'{core:.1f}'} | {preemptions / a['steps_per_run']:.2f} "
+            f"| {r['added_us']:+.1f} | {r['ratio']:.2f}x | {v['p99_us']:.1f} | {a['p99_us']:.1f} "
+            f"| {_own_cell(own)} | {'n/a' if core is None else f'{core:.1f}'} | {preemptions / a['steps_per_run']:.2f} "
             f"| {v['mean_tokens']:.0f}, {a['mean_tokens']:.0f} | {load['min']:.1f}-{load['max']:.1f} |"
         )
     return "\n".join(lines)
@@ -589,12 +744,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         return
     policies = sorted({r["config"]["policy"] for r in rows})
     fig, axes = plt.subplots(
-        1, len(policies), figsize=(5.5 * len(policies), 4.8), squeeze=False, sharey=True
+        2,
+        len(policies),
+        figsize=(5.5 * len(policies), 8.4),
+        squeeze=False,
+        sharey="row",
     )
     width = 0.38
-    for ax, policy in zip(axes[0], policies):
+    for column, policy in enumerate(policies):
         group = [r for r in rows if r["config"]["policy"] == policy]
         xs = list(range(len(group)))
+        labels = [f"B={r['config']['batch']}\nQ={r['config']['queued']}" for r in group]
+        ax = axes[0][column]
         ax.bar(
             [x - width / 2 for x in xs],
             [r["vllm"]["median_us"] for r in group],
@@ -607,14 +768,6 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             width,
             label="AutellixScheduler",
         )
-        ax.bar(
-            [x + width / 2 for x in xs],
-            [r["autellix"].get("core_us_per_step") or 0.0 for r in group],
-            width * 0.5,
-            color="black",
-            alpha=0.5,
-            label="plug-in core_seconds (mean)",
-        )
         for bar, row in zip(bars, group):
             ax.annotate(
                 f"{row['added_us']:+.0f} us",
@@ -623,14 +776,44 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 va="bottom",
                 fontsize=8,
             )
-        ax.set_xticks(
-            xs, [f"B={r['config']['batch']}\nQ={r['config']['queued']}" for r in group]
-        )
+        ax.set_xticks(xs, labels)
         ax.set_yscale("log")
-        ax.set_title(f"policy {policy}")
+        ax.set_title(f"policy {policy}: whole step")
         ax.grid(True, axis="y", which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
+        # The plug-in's own time, hook by hook (HookTimers), against the issue's 10 us goal.
+        ax = axes[1][column]
+        bottoms = [0.0] * len(group)
+        hooks = [
+            h
+            for h in group[0].get("own_time", {}).get("own_us_per_step", {})
+            if h not in ("total", "median_step")
+        ]
+        for hook in hooks:
+            heights = [max(r["own_time"]["own_us_per_step"][hook], 0.0) for r in group]
+            ax.bar(xs, heights, 0.6, bottom=bottoms, label=f"{hook} (mean)")
+            bottoms = [b + h for b, h in zip(bottoms, heights)]
+        ax.scatter(
+            xs,
+            [r["own_time"]["own_us_per_step"]["median_step"] for r in group],
+            color="black",
+            marker="D",
+            zorder=3,
+            label="median step",
+        )
+        ax.axhline(
+            OWN_TIME_GOAL_US,
+            color="red",
+            linestyle="--",
+            linewidth=1,
+            label=f"goal {OWN_TIME_GOAL_US:.0f} us",
+        )
+        ax.set_xticks(xs, labels)
+        ax.set_title(f"policy {policy}: the plug-in's own time")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
     axes[0][0].set_ylabel("median time per engine step (us, log)")
+    axes[1][0].set_ylabel("plug-in's own time per step (us)")
     fig.suptitle(
         "schedule() + update_from_output() + add_request per engine step (lower is better)"
     )
@@ -732,7 +915,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         _progress(
             f"[{n}/{len(configs)}] {config.label()}: vLLM {row['vllm']['median_us']:.1f} us, "
-            f"Autellix {row['autellix']['median_us']:.1f} us, added {row['added_us']:+.1f} us ({row['ratio']:.2f}x)"
+            f"Autellix {row['autellix']['median_us']:.1f} us, added {row['added_us']:+.1f} us ({row['ratio']:.2f}x); "
+            f"the plug-in's own time {row['own_time']['own_us_per_step']['median_step']:.1f} us/step (median), "
+            f"{row['own_time']['own_us_per_step']['total']:.1f} (mean)"
         )
         for entry in row.get("profile_top", [])[:12]:
             _progress(
