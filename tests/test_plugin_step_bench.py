@@ -99,3 +99,16 @@ def test_autellix_core_has_no_calls_left(runs):
     plugin = runs["autellix"].plugin  # autellix_stats over the timed steps
     if "steps" in plugin:
         assert plugin["steps"] == STEPS
+
+
+def test_own_time_runs_time_every_hook_and_leave_vllm_unpatched():
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    originals = {name: vars(Scheduler)[name] for name in ("schedule", "update_from_output", "add_request")}
+    own = bench.own_time_run(CONFIG, _stream(), warmup_steps=4, steps=STEPS, runs=1)
+    assert {name: vars(Scheduler)[name] for name in originals} == originals
+    per_step = own["own_us_per_step"]
+    assert set(per_step) == {"schedule", "update_from_output", "add_request", "_free_request", "total", "median_step"}
+    # Every step runs the plug-in's schedule() and update_from_output() around vLLM's.
+    assert per_step["schedule"] > 0 and per_step["update_from_output"] > 0 and per_step["median_step"] > 0
+    assert own["timer_ns"] > 0
