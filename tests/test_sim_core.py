@@ -36,6 +36,10 @@ class Recorder:
         self.decisions.append((list(d.admit), list(d.preempt)))
         return d
 
+    def record_service_each(self, ids, amounts, now):
+        assert set(ids) <= set(self.core.running())
+        self.core.record_service_each(ids, amounts, now)
+
     def requeue(self, ids, now):
         self.core.requeue(ids, now)
 

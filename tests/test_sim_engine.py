@@ -149,3 +149,44 @@ def test_no_chunked_prefill_keeps_token_accounting(policy):
     assert es["prefill_tokens"] + es["cached_tokens"] + es["abandoned_prefill"] == prompts + es["readmitted_ctx"]
     eng = sim.engines[0]
     assert eng.kv_used == 0 and not eng.running and eng.n_dec == 0 and eng.kv_dec == 0
+
+
+class _CreditRecorder:
+    """A real core (fcfs) that also records the service each call is credited."""
+
+    def __init__(self):
+        from autellix.sim.simulator import load_core
+
+        self.core = load_core().Scheduler(policy="fcfs", stale_after=float("inf"))
+        self.credited: dict[int, float] = {}
+
+    def step(self, now, capacity, ran=(), ran_seconds=0.0, *rest):
+        for cid in ran:
+            self.credited[cid] = self.credited.get(cid, 0.0) + ran_seconds
+        return self.core.step(now, capacity, ran, ran_seconds, *rest)
+
+    def record_service_each(self, call_ids, amounts, now):
+        for cid, amount in zip(call_ids, amounts, strict=True):
+            self.credited[cid] = self.credited.get(cid, 0.0) + amount
+        self.core.record_service_each(call_ids, amounts, now)
+
+    def __getattr__(self, name):
+        return getattr(self.core, name)
+
+
+@pytest.mark.parametrize("clock", ["work", "step-work"])
+def test_a_decoder_beside_a_prefill_is_credited_its_own_token_or_the_steps_work(clock):
+    from autellix.work_units import PREFILL_TOKENS_PER_UNIT, call_units
+
+    # a decodes alone until b's 300-token prompt is prefilled in one step beside a's decode token.
+    cfg = FLAT.replace(multi_step=1, token_budget=512, prefix_caching=False)
+    recorder = _CreditRecorder()
+    sim = Simulator([Program("p", 0.0, [Call("a", 10, 6)]), Program("q", 0.025, [Call("b", 300, 2)])], "fcfs",
+                    config=cfg, scheduler_factory=lambda _: recorder, clock=clock)
+    sim.run()
+    a, b = (call.cid for call in sim.calls)
+    shared_prefill = 299 / PREFILL_TOKENS_PER_UNIT  # b's prompt beyond the token the step samples
+    # a: its own prefill, then one unit per decode token; under step work also b's prefill step.
+    assert recorder.credited[a] == pytest.approx(call_units(10) + 5 + (shared_prefill if clock == "step-work" else 0))
+    # b: its prefill (the step's work either way: its chunk is all the step's prefill), one decode.
+    assert recorder.credited[b] == pytest.approx(call_units(300) + 1)

@@ -19,8 +19,8 @@ from autellix.engine.options import EngineOptions
 # series -> (scheduler, extra engine args, plug-in settings)
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "vllm-noprefix": (VANILLA_VLLM, {"enable_prefix_caching": False}, {}),
-    # Each call credited its own work instead of the step's (autellix.work_units).
-    "plas-own-credit": ("plas", {}, {"own_work_credit": True}),
+    # Each call credited the step's work instead of its own (autellix.work_units).
+    "plas-step-credit": ("plas", {}, {"own_work_credit": False}),
     # Anti-starvation off (a finite ratio no wait reaches: the setting travels as JSON).
     "plas-no-starvation": ("plas", {}, {"starvation_ratio": 1e12}),
     # The default ladder with three finer queues on top (8, 16, 32 units).

@@ -2,26 +2,25 @@
 
 A program's attained service measured in seconds depends on the hardware (a step takes 25 ms on
 an A100 and 30-300 ms on a CPU), so a queue ladder in seconds fits one engine and not another.
-Measured in engine work it is a property of the workload: one unit is one decode step, and P
-prompt tokens of prefill are P / PREFILL_TOKENS_PER_UNIT more (128 tokens a unit). By default every
-call in a step is credited the step's units (as it would be credited the step's seconds), and
-waiting time is the work the engine did meanwhile, so the anti-starvation ratio compares like with
-like. The ladder below is then the same on every engine, and needs no tuning.
+Measured in engine work it is a property of the workload: one unit is one decode token, and P
+prompt tokens of prefill are P / PREFILL_TOKENS_PER_UNIT more (128 tokens a unit). Each call in a
+step is credited its own work (`call_units`: its decode token plus its own prefill), and waiting
+time is the work the mean call got meanwhile (the core's clock moves by `mean_call_units` a step),
+so waiting and service are in one unit for the anti-starvation ratio. The ladder below is then the
+same on every engine, and needs no tuning.
 
-`own_work_credit` (plug-in setting, off by default) credits each call its own work instead
-(`call_units`: its decode token plus its own prefill), and the core's clock then moves by the mean
-call's work (`mean_call_units`), so waiting and service stay in one unit for the anti-starvation
-ratio. Step crediting makes service depend on the batch: under a deep queue with a large batch
-(bench/plugin_step.py, plas, 10,000 waiting, B = 64 / 256) newcomers' prompts demote the whole batch
-within a few steps, the demoted calls are preempted and recompute, and that prefill demotes the next
-batch (16.5 / 74.5 preemptions a step against own-work crediting's 0.5 / 2.2). But on the real CPU
-engine (8 slots, mixed, 30-45 programs/s) step crediting gave the lower latency, with the step
-clock for waiting (15.5 against 35.3 ms/token, bench/results/engine/defaults-mixed-own-credit.*)
-and with the mean call's (bench/results/engine/probe-own-credit-call-clock.*). Both probes predate the
-anti-starvation fix (starvation against the fair wait); after it the two are at parity on that engine
-(160 programs at 15 and 30 programs/s, two seeds: 12.6 / 11.6 / 17.8 / 26.3 against 13.7 / 11.0 /
-21.6 / 22.6 ms/token, bench/results/engine/probe-own-credit-after-fix.*). Step crediting stays the
-default until the deep-overload bench and the simulator (which credits by step) are rerun with it.
+`own_work_credit` (plug-in setting, on by default; off = step crediting) is what makes service a
+property of the call rather than of the batch it ran in. Crediting every call the step's work (as a
+wall clock would) lets newcomers' prompts demote a whole batch at once: under a deep queue with a
+large batch (bench/plugin_step.py, plas, 10,000 waiting, B = 64 / 256) the demoted calls are
+preempted and recompute, and that prefill demotes the next batch (16.5 / 74.5 preemptions a step
+against own-work crediting's 0.5 / 2.2), a storm a GPU-sized batch (256 calls, 2,048-8,192 tokens a
+step) would meet under overload. In the simulator (A100 preset, bench/results/sim/srpt-gap.*) own
+crediting is at parity or ahead of step crediting at 10x the unloaded latency on every workload
+(sharegpt 4.69 / 4.60, bfcl 4.86 / 4.86, lats 0.626 / 0.596, mixed 2.32 / 2.28 programs/s). On the
+real CPU engine (8 slots) it is at parity since the anti-starvation fix (bench/results/engine/
+probe-own-credit-after-fix.*, and the deep runs named in bench/README.md). The simulator's `work`
+clock credits the same way; its `step-work` clock is the old step crediting.
 
 The core itself is unit-free: these are the values the plug-in and the simulator give it.
 """

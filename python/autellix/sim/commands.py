@@ -53,10 +53,12 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="prefill-only steps of whole prompts, decoding stalls (vLLM V0 without chunked prefill)")
     s = p.add_argument_group("scheduler (core policies)")
     s.add_argument("--clock", choices=CLOCKS, default="work",
-                   help="the scheduler's clock: 'work' = engine work units (one decode step = 1 unit, prefill "
-                        "1/128 unit per prompt token), as the vLLM plug-in runs it, with the ladder 8, 16, ..., "
-                        "8192 units unless --queue-boundaries is given; 'seconds' = simulated seconds, with the "
-                        "core's 1, 2, ..., 64 s ladder (default work)")
+                   help="the scheduler's clock: 'work' = engine work units (one decode token = 1 unit, prefill "
+                        "1/128 unit per prompt token), each call credited its own work in a step, as the vLLM "
+                        "plug-in runs it, with the ladder 8, 16, ..., 8192 units unless --queue-boundaries is "
+                        "given; 'step-work' = the same units, every call in a step credited the step's (the "
+                        "plug-in with own_work_credit off); 'seconds' = simulated seconds, with the core's 1, "
+                        "2, ..., 64 s ladder (default work)")
     s.add_argument("--queue-boundaries", type=_float_list, metavar="S1,S2,...",
                    help="K-1 attained-service thresholds in the scheduler's clock: engine work units, or "
                         "seconds with --clock seconds")

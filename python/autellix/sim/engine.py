@@ -26,17 +26,23 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from autellix.sim.presets import EngineConfig
-from autellix.work_units import step_units
+from autellix.work_units import call_units, mean_call_units, step_units
 
 __all__ = ["Engine", "EngineStats", "SimCall", "SimProgram", "SchedulerLike"]
 
 WAITING, RUNNING, DONE = 0, 1, 2
-CLOCKS = ("work", "seconds")
+# The scheduler's clock: engine work units with each call credited its own work in a step ("work",
+# as the plug-in runs by default) or every call the step's ("step-work", the plug-in with
+# own_work_credit off); or simulated seconds.
+CLOCKS = ("work", "step-work", "seconds")
+WORK_CLOCKS = ("work", "step-work")
 
 
 class SchedulerLike(Protocol):
     def step(self, now: float, capacity: int, ran: Any = ..., ran_seconds: float = ..., finished: Any = ...,
              new_calls: Any = ..., new_programs: Any = ..., new_parents: Any = ...) -> Any: ...
+
+    def record_service_each(self, call_ids: Any, amounts: Any, now: float) -> None: ...
 
     def requeue(self, call_ids: Any, now: float) -> None: ...
 
@@ -153,6 +159,7 @@ class Engine:
         self.wake_pending = False
         self.ran: list[int] = []
         self.ran_seconds = 0.0
+        self.ran_each: list[float] | None = None  # own-work clock: each call's own work, in `ran` order
         self.finished_ids: list[int] = []
         self.swap_tokens = 0
         self._prefill_done: list[SimCall] = []
@@ -241,7 +248,10 @@ class Engine:
         st.schedule_calls += 1
         seconds = now
         now = self.core_now(seconds)
-        service = self.ran_work if self.clock == "work" else self.ran_seconds
+        service = self.ran_work if self.clock in WORK_CLOCKS else self.ran_seconds
+        if self.ran_each is not None:  # calls got different work: credited before the step
+            self.sched.record_service_each(self.ran, self.ran_each, now)
+            self.ran, service = [], 0.0
         if self.new_ids:
             d = self.sched.step(now, self.cfg.max_running, self.ran, service, self.finished_ids,
                                 self.new_ids, self.new_progs, self.new_parents if self.pass_parents else None)
@@ -278,7 +288,7 @@ class Engine:
 
     def core_now(self, seconds: float) -> float:
         """The scheduler's time at simulated time `seconds`."""
-        return self.work_clock if self.clock == "work" else seconds
+        return self.work_clock if self.clock in WORK_CLOCKS else seconds
 
     def flush_ends(self) -> None:
         for p in self.to_end:
@@ -376,6 +386,7 @@ class Engine:
 
     def _run_chunk(self, now: float) -> float | None:
         cfg = self.cfg
+        self.ran_each = None
         if not self.running:
             self.ran = []
             self.ran_seconds = 0.0
@@ -405,6 +416,7 @@ class Engine:
             attended = self.kv_dec if chunked else 0
             done = []
             served: list[int] = []
+            taken: dict[int, int] = {}  # prefill tokens each served prefill got
             for call in self.prefilling:
                 if budget <= 0:
                     break
@@ -415,6 +427,7 @@ class Engine:
                     if served and take > budget:
                         break
                 served.append(call.cid)
+                taken[call.cid] = take
                 call.prefill_left -= take
                 budget -= take
                 tokens += take
@@ -432,6 +445,9 @@ class Engine:
                 ran = [cid for cid in self.running if cid not in waiting_prefill]
             dt = a + b * tokens + c * attended
             work = step_units(tokens, n + len(served))
+            if self.clock == "work":  # a decoder's token is one unit, a prefill its own chunk
+                self.ran_each = [call_units(taken[cid]) if cid in taken else 1.0 for cid in ran]
+                work = mean_call_units(tokens, n + len(served))
             if chunked:
                 self.G += 1  # G counts decode steps: decoders' end steps are relative to it
                 self.kv_dec += n

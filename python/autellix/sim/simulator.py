@@ -17,7 +17,7 @@ from typing import Any
 
 from autellix import work_units
 from autellix.contract import CORE_POLICIES
-from autellix.sim.engine import Engine, SimCall, SimProgram
+from autellix.sim.engine import WORK_CLOCKS, Engine, SimCall, SimProgram
 from autellix.sim.presets import EngineConfig, get_preset
 from autellix.sim.srpt import SrptScheduler, call_work
 from autellix.sim.trace import Program
@@ -80,7 +80,7 @@ class Simulator:
         self.calls: list[SimCall] = []
         self._build(programs)
         opts = dict(scheduler_options or {})
-        if clock == "work" and policy in CORE_POLICIES and policy != "fcfs" and "queue_boundaries" not in opts:
+        if clock in WORK_CLOCKS and policy in CORE_POLICIES and policy != "fcfs" and "queue_boundaries" not in opts:
             # What the vLLM plug-in runs with: the ladder in engine work units.
             opts["queue_boundaries"] = list(work_units.QUEUE_BOUNDARIES)
             opts.setdefault("quanta", list(work_units.QUANTA))
@@ -251,7 +251,8 @@ def simulate(programs: Sequence[Program], policy: str = "plas", engines: int = 1
     Core policies get ``stale_after=inf`` unless given: the simulator ends programs itself, and a
     program that waits longer than the core's staleness limit under overload must not vanish.
     ``clock`` is the scheduler's: engine work units (as in vLLM, with the ladder of
-    :mod:`autellix.work_units` unless options give one) or ``"seconds"`` of simulated time."""
+    :mod:`autellix.work_units` unless options give one), each call in a step credited its own work
+    (``"work"``) or the step's (``"step-work"``); or ``"seconds"`` of simulated time."""
     opts = dict(scheduler_options or {})
     if policy in CORE_POLICIES:
         opts.setdefault("stale_after", float("inf"))

@@ -92,6 +92,9 @@ class SrptScheduler:
             for cid in self.by_program[p]:
                 self._push(self.calls[cid])
 
+    def record_service_each(self, call_ids: Sequence[int], amounts: Sequence[float], now: float) -> None:
+        """Service attained is not what the oracle ranks by: ignored."""
+
     def requeue(self, call_ids: Sequence[int], now: float) -> None:
         for cid in call_ids:
             e = self.calls[cid]

@@ -46,7 +46,7 @@ class AutellixSettings:
     # Skip priority preemptions whose recompute costs more than waiting (preemption_guard).
     preemption_guard: bool = True
     # Credit each call its own work in a step, not the whole step's (autellix.work_units).
-    own_work_credit: bool = False
+    own_work_credit: bool = True
 
     @classmethod
     def from_vllm_config(cls, vllm_config: Any) -> AutellixSettings:
@@ -68,7 +68,7 @@ class AutellixSettings:
             starvation_ratio=_float(pick("starvation_ratio")),
             stale_after=_float(pick("stale_after")),
             preemption_guard=_bool(pick("preemption_guard"), default=True),
-            own_work_credit=_bool(pick("own_work_credit"), default=False),
+            own_work_credit=_bool(pick("own_work_credit"), default=True),
         )
 
     def make_core(self):  # -> autellix_core.Scheduler
