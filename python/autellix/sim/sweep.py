@@ -30,13 +30,15 @@ __all__ = ["Series", "clean_json", "crossing_rate", "default_rates", "run_sweep"
 
 @dataclass(frozen=True)
 class Series:
-    """One line of a plot: a policy, optionally with scheduler options, engines and a balancer."""
+    """One line of a plot: a policy, optionally with scheduler options, engines, a balancer and a
+    clock of its own (else the sweep's)."""
 
     label: str
     policy: str
     engines: int = 1
     balancer: str = "autellix"
     scheduler_options: tuple[tuple[str, Any], ...] = ()
+    clock: str | None = None
 
 
 def estimate_capacity(workload: str, config: EngineConfig, engines: int, seed: int = 0) -> float:
@@ -73,6 +75,7 @@ def programs_for(rate: float, programs: int, duration: float | None) -> int:
 
 def _run_point(args: tuple[str, float, int, int, Series, EngineConfig, float | None, str]) -> dict[str, Any]:
     workload, rate, programs, seed, series, config, wall_limit, clock = args
+    clock = series.clock or clock
     progs = generate(workload, rate, programs, seed)
     t0 = time.perf_counter()
     res = simulate(progs, series.policy, series.engines, series.balancer, config, dict(series.scheduler_options),
