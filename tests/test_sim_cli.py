@@ -157,8 +157,8 @@ def test_simulate_clock_reaches_the_engines(tmp_path, capsys, seen_engines):
     seconds = json.loads(capsys.readouterr().out)
     assert main([*base, "--clock", "work", "--queue-boundaries", "500,1000"]) == 0
     capsys.readouterr()
-    # Each 100-token call is demoted at 8, 16, 32 and 64 units of its own service.
-    assert seen_engines == [[("work", tuple(work_units.QUEUE_BOUNDARIES), 8)],
+    # Each 100-token call is demoted once: after its first queue's quantum, the 64-unit floor.
+    assert seen_engines == [[("work", tuple(work_units.QUEUE_BOUNDARIES), 2)],
                             [("seconds", (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0), 0)],
                             [("work", (500.0, 1000.0), 0)]]
     assert work["clock"] == "work" and seconds["clock"] == "seconds"

@@ -27,6 +27,8 @@ def test_the_default_ladder_is_a_valid_core_configuration():
     assert core.queue_boundaries == list(work_units.QUEUE_BOUNDARIES)
     assert core.quanta == list(work_units.QUANTA)
     assert core.num_queues == len(work_units.QUEUE_BOUNDARIES) + 1
-    # Quanta are the width of each queue's range (the last one repeats the widest).
+    # Quanta are the width of each queue's range, at least the floor (the last repeats the widest).
     bounds = [0.0, *work_units.QUEUE_BOUNDARIES]
-    assert list(work_units.QUANTA[:-1]) == [hi - lo for lo, hi in zip(bounds, bounds[1:])]
+    widths = [hi - lo for lo, hi in zip(bounds, bounds[1:])]
+    assert list(work_units.QUANTA[:-1]) == [max(w, work_units.MIN_QUANTUM) for w in widths]
+    assert work_units.QUANTA[-1] == max(widths)

@@ -23,6 +23,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "plas-step-credit": ("plas", {}, {"own_work_credit": False}),
     # Anti-starvation off (a finite ratio no wait reaches: the setting travels as JSON).
     "plas-no-starvation": ("plas", {}, {"starvation_ratio": 1e12}),
+    # Running calls demoted after at least 64 units in a queue (the quanta of the old ladder's top).
+    "plas-quanta-64": ("plas", {}, {"quanta": [64.0, 64.0, 64.0, 64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0]}),
     # The default ladder with three finer queues on top (8, 16, 32 units).
     "plas-fine-top": ("plas", {}, {"queue_boundaries": [8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0]}),
 }

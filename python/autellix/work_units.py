@@ -41,9 +41,18 @@ PREFILL_TOKENS_PER_UNIT = 128
 # top queue, served oldest program first, and plas lost to vLLM (70.9 against 42.5 ms/token);
 # with 8, 16, 32 on top it won (36.1), mixed unchanged (bench/results/engine/probe-*-ladder.*).
 QUEUE_BOUNDARIES = (8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0)
-# A running call moves down one queue after a quantum of its queue's range width (the pace its
-# program's attained service would move it); the last queue's quantum is the widest range.
-QUANTA = (8.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0)
+# A running call moves down one queue after a quantum: its queue's range width (the pace its
+# program's attained service would move it), but at least MIN_QUANTUM; the last queue's quantum is
+# the widest range. The floor keeps the fine top from preempting calls before they can finish:
+# with quanta of 8 units a call is demoted a few tokens after its prefill, so under a deep queue of
+# fresh programs (bench/plugin_step.py, plas, 10,000 waiting, B = 64 / 256) nearly every running call
+# was preempted before finishing, 11.7 / 21.4 preemptions and 4,587 / 7,912 tokens a step against
+# vLLM's 479 / 1,810, and no call finished at B = 64; with the floor 0.72 / 2.96 and 553 / 2,143.
+# On the real engine it was level or ahead (bench/results/engine/probe-*-quanta.*: bfcl burst 44.1
+# against 46.3 ms/token, vLLM 45.1; mixed 4.5 / 20.0 against 4.5 / 20.4 at 2.8 / 30 programs/s,
+# vLLM 4.4 / 94.0), with half the preemptions.
+MIN_QUANTUM = 64.0
+QUANTA = (64.0, 64.0, 64.0, 64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0)
 # Programs with no live call are dropped after this much engine work (the front end ends them
 # on its own idle TTL in seconds; this bounds the table when the plug-in runs without it).
 STALE_AFTER = 1_000_000.0
