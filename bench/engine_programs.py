@@ -113,8 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def autellix_defaults(starvation_ratio: float | None) -> dict[str, Any]:
     """What the Autellix engines run with: the plug-in's own ladder (autellix.work_units)."""
     from autellix import work_units
+    from autellix.vllm.settings import AutellixSettings
 
-    return {"clock": f"engine work units (1 = a decode step; + prefill tokens / {work_units.PREFILL_TOKENS_PER_UNIT})",
+    credit = "its own work" if AutellixSettings().own_work_credit else "the step's work"
+    return {"clock": f"engine work units (1 = a decode token; + prefill tokens / {work_units.PREFILL_TOKENS_PER_UNIT}), "
+                     f"each call credited {credit}",
             "queue_boundaries_units": list(work_units.QUEUE_BOUNDARIES), "quanta_units": list(work_units.QUANTA),
             "starvation_ratio": starvation_ratio if starvation_ratio is not None else "core default"}
 
