@@ -17,7 +17,7 @@ preempted and recompute, and that prefill demotes the next batch (16.5 / 74.5 pr
 against own-work crediting's 0.5 / 2.2), a storm a GPU-sized batch (256 calls, 2,048-8,192 tokens a
 step) would meet under overload. In the simulator (A100 preset, bench/results/sim/srpt-gap.*) own
 crediting is at parity or ahead of step crediting at 10x the unloaded latency on every workload
-(sharegpt 4.69 / 4.60, bfcl 4.86 / 4.86, lats 0.626 / 0.596, mixed 2.32 / 2.28 programs/s). On the
+(sharegpt 4.70 / 4.61, bfcl 4.86 / 4.85, lats 0.626 / 0.596, mixed 2.32 / 2.28 programs/s). On the
 real CPU engine (8 slots) it is at parity since the anti-starvation fix (bench/results/engine/
 probe-own-credit-after-fix.*, and the deep runs named in bench/README.md). The simulator's `work`
 clock credits the same way; its `step-work` clock is the old step crediting.
