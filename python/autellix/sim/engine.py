@@ -415,8 +415,7 @@ class Engine:
             tokens = n
             attended = self.kv_dec if chunked else 0
             done = []
-            served: list[int] = []
-            taken: dict[int, int] = {}  # prefill tokens each served prefill got
+            served: dict[int, int] = {}  # the prefills that got tokens (in order): how many
             for call in self.prefilling:
                 if budget <= 0:
                     break
@@ -426,8 +425,7 @@ class Engine:
                     take = call.prefill_left
                     if served and take > budget:
                         break
-                served.append(call.cid)
-                taken[call.cid] = take
+                served[call.cid] = take
                 call.prefill_left -= take
                 budget -= take
                 tokens += take
@@ -437,7 +435,7 @@ class Engine:
             st.prefill_tokens += tokens - n
             # only calls in the batch get service: decoders and the prefills that got tokens
             if not chunked:
-                ran = served
+                ran = list(served)
             elif len(self.prefilling) == len(served):
                 ran = list(self.running)
             else:
@@ -446,7 +444,7 @@ class Engine:
             dt = a + b * tokens + c * attended
             work = step_units(tokens, n + len(served))
             if self.clock == "work":  # a decoder's token is one unit, a prefill its own chunk
-                self.ran_each = [call_units(taken[cid]) if cid in taken else 1.0 for cid in ran]
+                self.ran_each = [call_units(served[cid]) if cid in served else 1.0 for cid in ran]
                 work = mean_call_units(tokens, n + len(served))
             if chunked:
                 self.G += 1  # G counts decode steps: decoders' end steps are relative to it
