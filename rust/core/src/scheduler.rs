@@ -267,15 +267,10 @@ impl Scheduler {
     /// Credits each listed running call its own amount of engine time (`amounts[i]` to `calls[i]`).
     pub fn record_service_each(&mut self, calls: &[CallId], amounts: &[f64], now: f64) -> CoreResult<()> {
         self.check_now(now)?;
-        check_parallel(calls, amounts)?;
-        amounts.iter().try_for_each(|&seconds| check_seconds(seconds))?;
+        check_amounts(calls, amounts)?;
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
-        let listed = std::mem::take(&mut self.listed);
-        for (&slot, &seconds) in listed.iter().zip(amounts) {
-            self.credit_one(slot, seconds);
-        }
-        self.listed = listed;
+        self.credit_listed_each(amounts);
         Ok(())
     }
 
@@ -300,8 +295,7 @@ impl Scheduler {
     ) -> CoreResult<()> {
         self.check_now(now)?;
         check_seconds(seconds)?;
-        check_parallel(calls, amounts)?;
-        amounts.iter().try_for_each(|&amount| check_seconds(amount))?;
+        check_amounts(calls, amounts)?;
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
         let stamp = self.next_batch_stamp; // what check_listed left on the listed calls
@@ -312,11 +306,7 @@ impl Scheduler {
             }
         }
         self.running = running;
-        let listed = std::mem::take(&mut self.listed);
-        for (&slot, &amount) in listed.iter().zip(amounts) {
-            self.credit_one(slot, amount);
-        }
-        self.listed = listed;
+        self.credit_listed_each(amounts);
         Ok(())
     }
 
@@ -668,6 +658,15 @@ impl Scheduler {
         self.listed = listed;
     }
 
+    /// Credits `amounts[i]` to the i-th call the last `check_listed` validated.
+    fn credit_listed_each(&mut self, amounts: &[f64]) {
+        let listed = std::mem::take(&mut self.listed);
+        for (&slot, &amount) in listed.iter().zip(amounts) {
+            self.credit_one(slot, amount);
+        }
+        self.listed = listed;
+    }
+
     fn credit_one(&mut self, slot: Slot, seconds: f64) {
         let last_queue = self.config.num_queues() - 1;
         let call = &mut self.calls[slot];
@@ -838,16 +837,16 @@ impl Scheduler {
     }
 }
 
-fn check_parallel(calls: &[CallId], amounts: &[f64]) -> CoreResult<()> {
-    if calls.len() == amounts.len() {
-        Ok(())
-    } else {
-        Err(CoreError::InvalidArgument(format!(
+/// Per-call amounts: one for each call, each finite and >= 0.
+fn check_amounts(calls: &[CallId], amounts: &[f64]) -> CoreResult<()> {
+    if calls.len() != amounts.len() {
+        return Err(CoreError::InvalidArgument(format!(
             "call ids and amounts must be parallel lists: got {} call ids, {} amounts",
             calls.len(),
             amounts.len()
-        )))
+        )));
     }
+    amounts.iter().try_for_each(|&amount| check_seconds(amount))
 }
 
 fn check_seconds(seconds: f64) -> CoreResult<()> {
