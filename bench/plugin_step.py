@@ -461,21 +461,24 @@ class HookTimers:
     `schedule()` (its operations are a few dict steps a call)."""
 
     def __init__(self, plugin: Any) -> None:
-        from vllm.v1.core.sched.scheduler import Scheduler
-
+        self._plugin = plugin
         self._patches: list[tuple[type, str, Any]] = []
         self.outer: dict[str, int] = {}
         self.inner: dict[str, int] = {}
         self.calls: dict[str, int] = {}
+        self.timer_ns = self._timer_cost_ns()
+        self.step_ns: list[float] = []
+        self._last_total = 0.0
+
+    def install(self) -> None:
+        from vllm.v1.core.sched.scheduler import Scheduler
+
         for name in ("schedule", "update_from_output", "add_request", "_free_request"):
-            owner = next(c for c in plugin.__mro__ if name in vars(c))
+            owner = next(c for c in self._plugin.__mro__ if name in vars(c))
             if owner is Scheduler or not hasattr(Scheduler, name):
                 continue  # not overridden: nothing of the plug-in's runs there
             self._patch(owner, name, self.outer, count=True)
             self._patch(Scheduler, name, self.inner, count=False)
-        self.timer_ns = self._timer_cost_ns()
-        self.step_ns: list[float] = []
-        self._last_total = 0.0
 
     def _patch(self, cls: type, name: str, totals: dict[str, int], count: bool) -> None:
         original = vars(cls)[name]
@@ -554,12 +557,7 @@ def own_time_run(
     """Extra Autellix runs with `HookTimers` installed over their timed steps; the median run."""
     results = []
     for _ in range(runs):
-        timers: HookTimers | None = None
-
-        def install() -> None:
-            nonlocal timers
-            timers = HookTimers(plugin_class(config.plugin))
-
+        timers = HookTimers(plugin_class(config.plugin))
         try:
             run_once(
                 "autellix",
@@ -567,15 +565,11 @@ def own_time_run(
                 stream,
                 warmup_steps,
                 steps,
-                on_timed=install,
-                after_timed_step=lambda: (
-                    timers.end_step() if timers is not None else None
-                ),
+                on_timed=timers.install,
+                after_timed_step=timers.end_step,
             )
         finally:
-            if timers is not None:
-                timers.remove()
-        assert timers is not None
+            timers.remove()
         results.append(
             {"own_us_per_step": timers.own_us(steps), "timer_ns": timers.timer_ns}
         )
