@@ -307,9 +307,9 @@ def test_the_core_runs_on_engine_work_not_on_seconds():
 
 @pytest.mark.parametrize("own_work_credit", [False, True])
 def test_a_call_is_credited_the_steps_work_or_its_own(own_work_credit):
-    """A call decoding next to another call's long prefill: by default credited the step's work
-    (the prefill too, as it would be the step's seconds); with own_work_credit one unit a step,
-    what it would have alone. The engine's clock counts all of the work either way; the core's
+    """A call decoding next to another call's long prefill: with own_work_credit (the default)
+    one unit a step, what it would have alone; without it credited the step's work (the prefill
+    too, as it would be the step's seconds). The engine's clock counts all of the work either way; the core's
     waits in the unit calls are credited in."""
     from vllm import SamplingParams
 
