@@ -35,7 +35,8 @@ pub struct Call {
     pub service: f64,
     /// T_c of the anti-starvation rule (W_c is `starvation_wait`): reset when promoted.
     starvation_service: f64,
-    quantum_used: f64,
+    /// Service in its current queue: it is demoted once this reaches the queue's quantum.
+    pub quantum_used: f64,
     /// FCFS order in its queue; kept when preempted so the call keeps its place.
     order: u64,
     /// Its program's arrival order under PLAS and ATLAS (0 otherwise), which ranks before `order`.
@@ -384,13 +385,17 @@ impl Scheduler {
         if input.ran_all && !input.ran.is_empty() {
             return Err(CoreError::InvalidArgument("pass either ran or ran_all, not both".into()));
         }
-        self.check_listed(input.ran, Some(CallState::Running))?;
+        // The whole batch in batch order is valid by construction and credited as `ran_all` is.
+        let ran_all = input.ran_all || (!input.ran.is_empty() && input.ran == self.running.ids());
+        if !ran_all {
+            self.check_listed(input.ran, Some(CallState::Running))?;
+        }
         self.check_listed(input.finished, None)?;
         let finished_stamp = self.next_batch_stamp; // the stamp check_listed left on finished calls
         self.check_new_calls(input.new_calls)?;
         self.check_protected(input.protected, Some(finished_stamp), input.new_calls)?;
         self.last_now = now;
-        if input.ran_all {
+        if ran_all {
             self.credit_running(input.ran_seconds);
         } else {
             for &call in input.ran {

@@ -10,15 +10,47 @@ use proptest::prelude::*;
 /// `BadProtect` protects a call that will not be running (waiting, finishing in the step, unknown).
 #[derive(Debug, Clone)]
 enum Op {
-    Add { program: ProgramId, parent_picks: Vec<usize> },
-    Schedule { capacity: usize, protect_mask: u32 },
-    Step { capacity: usize, seconds: f64, protect_mask: u32, finish_pick: Option<usize>, program: ProgramId },
-    BadProtect { pick: usize, via_step: bool },
-    Serve { seconds: f64, mask: u32 },
-    Finish { pick: usize },
-    Requeue { pick: usize },
-    EndProgram { program: ProgramId },
-    Advance { seconds: f64 },
+    Add {
+        program: ProgramId,
+        parent_picks: Vec<usize>,
+    },
+    Schedule {
+        capacity: usize,
+        protect_mask: u32,
+    },
+    Step {
+        capacity: usize,
+        seconds: f64,
+        protect_mask: u32,
+        finish_pick: Option<usize>,
+        program: ProgramId,
+    },
+    BadProtect {
+        pick: usize,
+        via_step: bool,
+    },
+    Serve {
+        seconds: f64,
+        mask: u32,
+    },
+    /// Every running call ran `seconds`, but the masked ones `seconds + extra` each.
+    ServeAllExcept {
+        seconds: f64,
+        mask: u32,
+        extra: f64,
+    },
+    Finish {
+        pick: usize,
+    },
+    Requeue {
+        pick: usize,
+    },
+    EndProgram {
+        program: ProgramId,
+    },
+    Advance {
+        seconds: f64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -33,6 +65,8 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(pick, via_step)| Op::BadProtect { pick, via_step }),
         4 => (0.0..3.0f64, any::<u32>()).prop_map(|(seconds, mask)| Op::Serve { seconds, mask }),
+        2 => (0.0..3.0f64, any::<u32>(), 0.0..3.0f64)
+            .prop_map(|(seconds, mask, extra)| Op::ServeAllExcept { seconds, mask, extra }),
         2 => any::<usize>().prop_map(|pick| Op::Finish { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Requeue { pick }),
         1 => (0..6u64).prop_map(|program| Op::EndProgram { program }),
@@ -44,11 +78,47 @@ fn policy() -> impl Strategy<Value = Policy> {
     prop_oneof![Just(Policy::Fcfs), Just(Policy::Mlfq), Just(Policy::Plas), Just(Policy::Atlas)]
 }
 
-/// What the test knows independently of the scheduler: which calls are live, and of which program.
+/// What the test knows independently of the scheduler: which calls are live, of which program,
+/// how much service each was credited and, by the quanta, which queue that puts it in (credited
+/// call by call, as the scheduler must appear to however it books the batch).
 #[derive(Default)]
 struct Model {
     live: BTreeMap<CallId, ProgramId>,
+    service: BTreeMap<CallId, f64>,
+    /// (queue, service in it) of each live call.
+    quantum: BTreeMap<CallId, (usize, f64)>,
     next_call: CallId,
+}
+
+impl Model {
+    fn arrive(&mut self, call: CallId, program: ProgramId, queue: usize) {
+        self.live.insert(call, program);
+        self.quantum.insert(call, (queue, 0.0));
+    }
+
+    fn credit(&mut self, config: &SchedulerConfig, calls: &[CallId], seconds: f64) {
+        for call in calls {
+            *self.service.entry(*call).or_default() += seconds;
+            let (queue, used) = self.quantum.get_mut(call).expect("credited calls are live");
+            *used += seconds;
+            if *queue + 1 < config.num_queues() && *used >= config.quanta[*queue] {
+                *queue += 1;
+                *used = 0.0;
+            }
+        }
+    }
+
+    fn promote(&mut self, calls: &[CallId]) {
+        for call in calls {
+            self.quantum.insert(*call, (0, 0.0));
+        }
+    }
+
+    fn forget(&mut self, call: CallId) {
+        self.live.remove(&call);
+        self.service.remove(&call);
+        self.quantum.remove(&call);
+    }
 }
 
 fn pick<T: Copy>(items: &[T], index: usize) -> Option<T> {
@@ -80,6 +150,18 @@ fn check_books(s: &Scheduler, model: &Model) {
         assert_eq!(call.program, program);
         assert_eq!(call.state == CallState::Running, running.contains(&id));
         waiting += usize::from(call.state == CallState::Waiting);
+        let last_queue = s.config().num_queues() - 1;
+        assert!(
+            call.queue == last_queue || call.quantum_used < s.config().quanta[call.queue],
+            "call {id} used up its quantum undemoted"
+        );
+        let credited = model.service.get(&id).copied().unwrap_or(0.0);
+        assert_eq!(call.queue, model.quantum[&id].0, "call {id} is in the wrong queue for its service");
+        assert!(
+            (call.service - credited).abs() <= 1e-9 * credited.max(1.0),
+            "call {id}: service {} credited {credited}",
+            call.service
+        );
         assert!(s.program(program).is_some_and(|p| p.live_calls.contains(&id)));
     }
     assert_eq!(waiting, s.num_waiting());
@@ -150,7 +232,7 @@ proptest! {
                     let parents: Vec<CallId> = parent_picks.iter().filter_map(|&i| pick(&known, i)).collect();
                     let service = s.program(program).map_or(0.0, |p| p.attained_service);
                     s.add_call(id, program, now, &parents).unwrap();
-                    model.live.insert(id, program);
+                    model.arrive(id, program, s.call(id).unwrap().queue);
                     if policy == Policy::Plas {
                         prop_assert_eq!(s.call(id).unwrap().queue, config.queue_for(service));
                     }
@@ -160,6 +242,7 @@ proptest! {
                     let running_before = s.num_running();
                     let may_swap = s.may_swap();
                     let decision = s.schedule_protecting(now, capacity, &protected).unwrap().clone();
+                    model.promote(&decision.promoted);
                     // may_swap is conservative: false means no preemption beyond what capacity forces.
                     if !may_swap {
                         assert!(
@@ -185,11 +268,14 @@ proptest! {
                         ran_all: true, ran_seconds: seconds, finished: &finished, new_calls: &new_calls,
                         protected: &protected, ..StepInput::default()
                     };
+                    let ran = s.running().to_vec();
                     let decision = s.step(input, now, capacity).unwrap().clone();
+                    model.credit(&config, &ran, seconds);
                     for id in &finished {
-                        model.live.remove(id);
+                        model.forget(*id);
                     }
-                    model.live.insert(model.next_call, program);
+                    model.arrive(model.next_call, program, s.call(model.next_call).unwrap().queue);
+                    model.promote(&decision.promoted);
                     let d = Decided {
                         capacity, running_before: still_running.len(), protected: &protected,
                         admit: &decision.admit, preempt: &decision.preempt,
@@ -223,12 +309,21 @@ proptest! {
                 Op::Serve { seconds, mask } => {
                     let served = masked(s.running(), mask);
                     s.record_service(&served, seconds, now).unwrap();
+                    model.credit(&config, &served, seconds);
+                }
+                Op::ServeAllExcept { seconds, mask, extra } => {
+                    let listed = masked(s.running(), mask);
+                    let rest: Vec<CallId> = s.running().iter().copied().filter(|id| !listed.contains(id)).collect();
+                    let amounts = vec![seconds + extra; listed.len()];
+                    s.record_service_running_except(seconds, &listed, &amounts, now).unwrap();
+                    model.credit(&config, &rest, seconds);
+                    model.credit(&config, &listed, seconds + extra);
                 }
                 Op::Finish { pick: index } => {
                     let live: Vec<CallId> = model.live.keys().copied().collect();
                     if let Some(id) = pick(&live, index) {
                         s.finish_calls(&[id], now).unwrap();
-                        model.live.remove(&id);
+                        model.forget(id);
                     }
                 }
                 Op::Requeue { pick: index } => {
@@ -244,7 +339,7 @@ proptest! {
                         Err(_) => prop_assert!(expected.is_empty(), "a program with live calls went missing"),
                     }
                     for id in expected {
-                        model.live.remove(&id);
+                        model.forget(id);
                     }
                 }
                 Op::Advance { seconds } => now += seconds,
