@@ -47,7 +47,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ DEFAULT_PLUGIN = "autellix.vllm.scheduler:AutellixScheduler"
 SAMPLED_TOKEN = 100  # the token every decode step "samples"; nothing reads it
 FIRST_TOKEN = 3  # the tiny model's special tokens are 0-2
 OWN_TIME_GOAL_US = 10.0  # issue 10: what the plug-in may add to a step
+# The plug-in's hooks overridden to do nothing: the floor its own time reads against.
+HOOK_FLOOR_PLUGIN = f"{Path(__file__).parent / 'plugin_hook_floor.py'}:PassThroughScheduler"
 
 
 def _progress(message: str) -> None:
@@ -450,12 +452,27 @@ def _profile_top(profiler: cProfile.Profile, limit: int = 25) -> list[dict[str, 
     return rows[:limit]
 
 
+def overridden_hooks(plugin: type) -> list[str]:
+    """The methods of vLLM's `Scheduler` that `plugin` overrides, its constructor aside."""
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    own = plugin.__mro__[: plugin.__mro__.index(Scheduler)]
+    return sorted(
+        {
+            name
+            for cls in own
+            for name, value in vars(cls).items()
+            if callable(value) and name != "__init__" and name in vars(Scheduler)
+        }
+    )
+
+
 class HookTimers:
-    """The plug-in's own time, without the noise of vLLM's: while installed, every method the
-    plug-in overrides (`schedule`, `update_from_output`, `add_request`, `_free_request`) is timed,
-    and so is vLLM's version it calls with `super()`. A hook's own time is the difference; summed
-    over hooks (they nest: `_free_request` runs inside vLLM's `update_from_output`, each one's own
-    part is disjoint from the others') it is what the plug-in adds in Python and Rust together.
+    """The plug-in's own time, without the noise of vLLM's: while installed, every method of vLLM's
+    the plug-in overrides (`schedule`, `update_from_output`, `add_request`) is timed, and so is
+    vLLM's version it calls with `super()`. A hook's own time is the difference; summed over hooks
+    (were they to nest, each one's own part is still disjoint from the others') it is what the
+    plug-in adds in Python and Rust together.
     The timers' own cost inside each measured interval (one timed inner call) is measured and
     subtracted. What it cannot see: the plug-in's waiting queue replaces vLLM's, inside vLLM's
     `schedule()` (its operations are a few dict steps a call)."""
@@ -473,10 +490,8 @@ class HookTimers:
     def install(self) -> None:
         from vllm.v1.core.sched.scheduler import Scheduler
 
-        for name in ("schedule", "update_from_output", "add_request", "_free_request"):
+        for name in overridden_hooks(self._plugin):
             owner = next(c for c in self._plugin.__mro__ if name in vars(c))
-            if owner is Scheduler or not hasattr(Scheduler, name):
-                continue  # not overridden: nothing of the plug-in's runs there
             self._patch(owner, name, self.outer, count=True)
             self._patch(Scheduler, name, self.inner, count=False)
 
@@ -627,6 +642,9 @@ def measure(
     row["own_time"] = own_time_run(
         config, stream, warmup_steps, steps, runs=min(repeats, 3)
     )
+    row["hook_floor"] = own_time_run(
+        replace(config, plugin=HOOK_FLOOR_PLUGIN), stream, warmup_steps, steps, runs=min(repeats, 3)
+    )
     if profile:
         profiler = cProfile.Profile()
         run_once("autellix", config, stream, warmup_steps, steps, profiler=profiler)
@@ -705,10 +723,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         (
             "| policy | B running | Q waiting | vLLM (us/step) | Autellix (us/step) | added (us) "
             "| ratio | vLLM p99 | Autellix p99 | plug-in own time (us/step): median (mean) "
-            "| plug-in core_seconds (us/step) "
+            "| hook floor (us/step) | plug-in core_seconds (us/step) "
             "| priority preemptions / step | tokens / step (vLLM, Autellix) | load |"
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         c, v, a = r["config"], r["vllm"], r["autellix"]
@@ -716,10 +734,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         preemptions = a.get("plugin_per_run", {}).get("priority_preemptions", 0.0)
         load = r["load_average"]
         own = r.get("own_time", {}).get("own_us_per_step", {})
+        floor = r.get("hook_floor", {}).get("own_us_per_step", {})
         lines.append(
             f"| {c['policy']} | {c['batch']} | {c['queued']} | {v['median_us']:.1f} | {a['median_us']:.1f} "
             f"| {r['added_us']:+.1f} | {r['ratio']:.2f}x | {v['p99_us']:.1f} | {a['p99_us']:.1f} "
-            f"| {_own_cell(own)} | {'n/a' if core is None else f'{core:.1f}'} | {preemptions / a['steps_per_run']:.2f} "
+            f"| {_own_cell(own)} | {_own_cell(floor)} | {'n/a' if core is None else f'{core:.1f}'} | {preemptions / a['steps_per_run']:.2f} "
             f"| {v['mean_tokens']:.0f}, {a['mean_tokens']:.0f} | {load['min']:.1f}-{load['max']:.1f} |"
         )
     return "\n".join(lines)
@@ -795,6 +814,16 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             zorder=3,
             label="median step",
         )
+        if all("hook_floor" in r for r in group):
+            ax.scatter(
+                xs,
+                [r["hook_floor"]["own_us_per_step"]["median_step"] for r in group],
+                color="grey",
+                marker="_",
+                s=400,
+                zorder=3,
+                label="hook floor: same hooks, no work",
+            )
         ax.axhline(
             OWN_TIME_GOAL_US,
             color="red",

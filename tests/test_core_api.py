@@ -1,5 +1,6 @@
 """The Python surface of autellix_core: arguments, results, errors and the stub."""
 
+import gc
 import math
 import subprocess
 import sys
@@ -277,6 +278,48 @@ def test_engine_adapter_step_applies_then_decides_in_one_call():
     with pytest.raises(core.InvalidArgumentError, match="time"):
         adapter.step(0.5, 1)  # the clock went backwards
     assert adapter.scheduler.num_running == 1
+
+
+def test_engine_adapter_decides_in_the_requests_its_calls_were_added_with():
+    """A call added with a request object comes back as that object (vLLM's `Request`, no lookup
+    by id); without one, as its request id. Freeing drops the object; freeing a set of ids skips
+    unknown ones and counts the finished calls the scheduler will hear of."""
+
+    class Request:  # any object: the adapter only holds it
+        def __init__(self, request_id):
+            self.request_id = request_id
+
+    adapter = _adapter()
+    first, second = Request("r1"), Request("r2")
+    call, _, _ = adapter.add_request("r1", 1, None, (), first)
+    adapter.add_request("r2", 2, None, (), second)
+    adapter.add_request("r3", 3, None)
+    admit, preempt, refused = adapter.step(0.0, 2)
+    assert admit[0] is first and admit[1] is second and (preempt, refused) == ([], [])
+    assert adapter.request(call) is first and adapter.request(12345) is None
+    assert adapter.free_requests({"r1", "not-ours"}) == 1
+    assert adapter.request(call) is None and adapter.free_requests(["r1"]) == 1  # freed once
+    assert adapter.step(1.0, 2)[0] == ["r3"]
+    assert adapter.num_finished_pending == 0
+    with pytest.raises(TypeError):
+        adapter.free_requests([7])  # type: ignore[list-item]
+
+
+def test_engine_adapter_holds_request_objects_weakly():
+    """The engine owns its requests: one it dropped is left out of decisions, not kept alive."""
+
+    class Request:
+        pass
+
+    adapter = _adapter()
+    kept, dropped = Request(), Request()
+    adapter.add_request("kept", 1, None, (), kept)
+    dropped_call, _, _ = adapter.add_request("dropped", 2, None, (), dropped)
+    del dropped
+    gc.collect()
+    assert adapter.request(dropped_call) is None
+    admit, _, _ = adapter.step(0.0, 2)
+    assert admit == [kept]
 
 
 def test_record_service_each_credits_each_its_own_and_validates_first():

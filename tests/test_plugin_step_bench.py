@@ -108,7 +108,32 @@ def test_own_time_runs_time_every_hook_and_leave_vllm_unpatched():
     own = bench.own_time_run(CONFIG, _stream(), warmup_steps=4, steps=STEPS, runs=1)
     assert {name: vars(Scheduler)[name] for name in originals} == originals
     per_step = own["own_us_per_step"]
-    assert set(per_step) == {"schedule", "update_from_output", "add_request", "_free_request", "total", "median_step"}
+    assert set(per_step) == {"schedule", "update_from_output", "add_request", "total", "median_step"}
     # Every step runs the plug-in's schedule() and update_from_output() around vLLM's.
     assert per_step["schedule"] > 0 and per_step["update_from_output"] > 0 and per_step["median_step"] > 0
     assert own["timer_ns"] > 0
+
+
+def test_a_request_id_freed_and_given_again_before_the_next_step_is_a_new_call():
+    """The plug-in hears of frees from vLLM's record of them at its next step; a new request
+    reusing the id of one freed since then is still a call of its own."""
+    scheduler = bench.make_scheduler("autellix", CONFIG)
+    spec = _specs(1)[0]
+    scheduler.add_request(bench.make_request(spec, CONFIG.block_size))
+    first_call = scheduler.call_id(spec.request_id)
+    while scheduler.get_num_unfinished_requests():
+        output = scheduler.schedule()
+        scheduler.update_from_output(output, bench.model_output(scheduler, output))
+    assert spec.request_id in scheduler.finished_req_ids  # freed since vLLM's last step
+    scheduler.add_request(bench.make_request(spec, CONFIG.block_size))
+    assert scheduler.call_id(spec.request_id) not in (None, first_call)
+    output = scheduler.schedule()
+    assert list(output.num_scheduled_tokens) == [spec.request_id]
+    assert scheduler.core.num_running == 1 and scheduler.core.stats()["finished"] == 1
+
+
+def test_the_hook_floor_overrides_what_the_plugin_overrides():
+    """The floor's own time is comparable only if it pays for the same hooks."""
+    plugin = bench.plugin_class(bench.DEFAULT_PLUGIN)
+    floor = bench.plugin_class(bench.HOOK_FLOOR_PLUGIN)
+    assert bench.overridden_hooks(floor) == bench.overridden_hooks(plugin) == ["add_request", "schedule", "update_from_output"]

@@ -14,8 +14,8 @@ vLLM plug-in's engine work units: autellix.work_units), the same for `now` and s
 changes nothing.
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Literal, Self, TypedDict, final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, Self, TypedDict, final
 
 __version__: str
 __all__ = [
@@ -198,8 +198,9 @@ class EngineAdapter:
     program a request belongs to (a client's id below `session_programs`, else its session's
     program numbered from `session_programs` up, else a program of its own from `solo_programs`
     up), the request ids its children may name as parents (the most recent `parent_memory`,
-    live or finished), what the engine ran and freed since the last step, and the decision in
-    request ids. Other operations on `scheduler` may leave the two out of step: read it, and end
+    live or finished), what the engine ran and freed since the last step, and the decision as
+    the requests its calls were added with (a `Request` handed to `add_request`, else the request
+    id). Other operations on `scheduler` may leave the two out of step: read it, and end
     programs through the adapter."""
 
     def __new__(
@@ -235,13 +236,19 @@ class EngineAdapter:
         program_id: int | None,
         session: str | None,
         parents: Sequence[str] = (),
+        request: Any = None,
     ) -> tuple[int, int, bool]:
         """A new request: returns (call id, program id, whether its session was new). The request
         is nameable by its id and by the id its client gave (without the "-" and 8 hex digits vLLM
-        appends). `parents` not remembered or of another program are ignored. Raises
-        InvalidArgumentError if the request id is live."""
+        appends). `parents` not remembered or of another program are ignored. `request`: what
+        decisions name the call by while it lives (vLLM's `Request`), held weakly: a decision
+        leaves out a request the engine dropped; the request id if None.
+        Raises InvalidArgumentError if the request id is live."""
     def free_request(self, request_id: str) -> bool:
         """The engine freed the request (finished or aborted); False if unknown."""
+    def free_requests(self, request_ids: Iterable[str]) -> int:
+        """`free_request` for each (unknown ones are skipped); returns how many finished calls the
+        scheduler will hear of at the next `apply`."""
     def ran_all(self, work: float) -> None:
         """The last step ran every call the scheduler counts as running, for `work`."""
     def ran_requests(self, request_ids: Sequence[str], work: float) -> None:
@@ -258,12 +265,13 @@ class EngineAdapter:
         are refused arrives without them). Never raises for the engine's input."""
     def may_swap(self) -> bool:
         """`Scheduler.may_swap`, after `apply`."""
-    def step(self, now: float, capacity: int) -> tuple[list[str], list[str], list[str]]:
+    def step(self, now: float, capacity: int) -> tuple[list[Any], list[Any], list[str]]:
         """`apply`, then `decide` with nothing protected, in one call: (admit, preempt, what
         `apply` refused)."""
-    def decide(self, now: float, capacity: int, protected: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-        """(request ids to admit, most urgent first; request ids to preempt, least urgent first).
-        `protected`: running requests not to preempt for priority (others are ignored)."""
+    def decide(self, now: float, capacity: int, protected: Sequence[str] = ()) -> tuple[list[Any], list[Any]]:
+        """(requests to admit, most urgent first; requests to preempt, least urgent first), each
+        as it was added (see `add_request`). `protected`: running request ids not to preempt for
+        priority (others are ignored)."""
     def requeue_all_but(self, running_requests: Sequence[str], now: float) -> int:
         """Every call counted as running whose request is live but not in `running_requests`
         waits again, keeping its place; returns how many."""
@@ -274,6 +282,8 @@ class EngineAdapter:
         """The call id of a remembered request id (vLLM's or the client's)."""
     def request_id(self, call_id: int) -> str | None:
         """The request id of a live call."""
+    def request(self, call_id: int) -> Any:
+        """What a live call was added with (see `add_request`); None if the call is not live."""
     def stats(self) -> AdapterStats: ...
 
 @final

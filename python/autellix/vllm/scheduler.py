@@ -1,10 +1,12 @@
 """Autellix as vLLM V1's scheduler: `--scheduler-cls autellix.vllm.scheduler.AutellixScheduler`.
 
 The Rust side (`autellix_core.EngineAdapter` over `autellix_core.Scheduler`) keeps every map
-between vLLM's request ids, the core's call ids and program ids, and hears of each arrival and
-departure as it happens; each engine step it applies what happened since the last one (which
-calls ran and for how long, which finished, which arrived) and answers, in request ids, which
-waiting calls to admit, in order, and which running calls to preempt. vLLM's
+between vLLM's request ids, the core's call ids and program ids, and each live call's `Request`.
+It hears of each arrival as it happens and of departures from vLLM's own record of the requests
+it freed since its last step (`Scheduler.finished_req_ids`, read before it is reset); each engine
+step it applies what happened since the last one (which calls ran and for how long, which
+finished, which arrived) and answers, as `Request` objects, which waiting calls to admit, in
+order, and which running calls to preempt. vLLM's
 own `schedule()` then does the rest (token budget, KV blocks, prefix cache, chunked prefill):
 preempted calls are recomputed from the prefix cache, the way vLLM preempts under KV pressure.
 After vLLM's `schedule()`, every call the core counts as running that vLLM does not run goes back
@@ -112,7 +114,13 @@ class _AutellixMixin(_MixinBase):
         # A KV connector starts requests holding KV blocks from a queue of its own, so counts
         # alone no longer tell whether vLLM runs exactly what the core admitted.
         self._counts_suffice = connector is None
-        self._thread_of: dict[int, Any] = {}  # call id -> autellix_thread_id, when one was given
+        # Whether every running call can have run in a step (the counts then tell): with sync
+        # scheduling and no KV connector, vLLM runs only what the core admitted.
+        self._whole_batch_possible = not self._name_calls_that_ran and self._counts_suffice
+        self._own_work_credit = self.autellix_settings.own_work_credit
+        # Ids vLLM freed since its last step that a new request was given since (rare): that one
+        # is live, though the id is in vLLM's record of freed requests.
+        self._reused_ids: set[str] = set()
         # Clocks in engine work units (autellix.work_units), the same on any hardware and only
         # advanced by steps this engine ran, so tests and decisions are reproducible. The engine's
         # work paces the guard; the core runs on the work its calls are credited: the step's under
@@ -133,6 +141,7 @@ class _AutellixMixin(_MixinBase):
         this engine knows (others are absent)."""
         # An idle engine has no next step: tell the core now what it would hear then, or its
         # last calls would show as running forever.
+        self._free_finished()
         self._apply(self.core_clock)
         programs = {}
         for program_id in program_ids:
@@ -161,7 +170,8 @@ class _AutellixMixin(_MixinBase):
     def thread_id(self, request_id: str) -> Any:
         """The `autellix_thread_id` a live request arrived with, if any."""
         call_id = self.adapter.call_id(request_id)
-        return None if call_id is None else self._thread_of.get(call_id)
+        request = None if call_id is None else self.adapter.request(call_id)
+        return None if request is None else _extra_args(request).get(THREAD_KEY)
 
     # -- arrivals and departures -------------------------------------------------------------
 
@@ -170,26 +180,21 @@ class _AutellixMixin(_MixinBase):
         super().add_request(request)
         if is_update or request.request_id not in self.requests:
             return  # a streaming update of a live request, not a new call
-        args = (request.sampling_params.extra_args if request.sampling_params else None) or {}
+        if request.request_id in self.finished_req_ids:  # the id of a request freed since the last step
+            self.adapter.free_requests((request.request_id,))
+            self._reused_ids.add(request.request_id)
+        args = _extra_args(request)
         session = request.session_id or args.get(SESSION_KEY)  # offline callers: extra_args
         parents = args.get(PARENTS_KEY)
-        call_id, program_id, new_session = self.adapter.add_request(
+        _, program_id, new_session = self.adapter.add_request(
             request.request_id,
             _client_program(args.get(PROGRAM_KEY)),
             session if isinstance(session, str) else None,
             [str(parent) for parent in parents] if parents else (),
+            request,
         )
         if new_session:  # once per program: operators (and tests of the served engine) see sessions group
             log.info("autellix: session %r is program %d", session, program_id)
-        if THREAD_KEY in args:
-            self._thread_of[call_id] = args[THREAD_KEY]
-
-    def _free_request(self, request: Request, delay_free_blocks: bool = False):
-        result = super()._free_request(request, delay_free_blocks)
-        if self._thread_of:
-            self._thread_of.pop(self.adapter.call_id(request.request_id), None)
-        self.adapter.free_request(request.request_id)
-        return result
 
     # -- each step ---------------------------------------------------------------------------
 
@@ -197,29 +202,45 @@ class _AutellixMixin(_MixinBase):
         now = self.core_clock
         started = time.perf_counter()
         capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
-        self.guard.observe_completions(self.adapter.num_finished_pending, self.work_clock, self._batch_was_full)
+        if self.finished_req_ids:  # vLLM freed requests since its last step
+            finished = self._free_finished()
+            self.guard.observe_completions(finished, self.work_clock, self._batch_was_full)
         cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
         if self.guard.may_protect(self.block_size, cached):
             self._apply(now)  # which calls to protect is judged on the state after this step's news
             admit, preempt = self.adapter.decide(now, capacity, self._protected(cached))
         else:  # the usual step: one crossing
             admit, preempt, refused = self.adapter.step(now, capacity)
-            _log_refused(refused)
-        self._preempt_for_priority(preempt)
-        requests = self.requests
-        self.admission.set_admissions([requests[r] for r in admit if r in requests])
+            if refused:
+                _log_refused(refused)
+        if preempt:
+            self._preempt_for_priority(preempt)
+        self.admission.set_admissions(admit)
         self.autellix_stats["core_seconds"] += time.perf_counter() - started
 
         output = super().schedule(throttle_prefills)
 
         self.admission.clear_admissions()
+        if self._reused_ids:  # vLLM's record of freed requests starts afresh
+            self._reused_ids.clear()
         self._requeue_not_running()
         self._batch_was_full = len(self.running) >= capacity
         self.autellix_stats["steps"] += 1
         return output
 
+    def _free_finished(self) -> int:
+        """Tells the adapter of the requests vLLM freed since its last step; returns how many
+        finished calls the core will hear of at the next apply."""
+        freed = self.finished_req_ids
+        if self._reused_ids:
+            requests = self.requests
+            alive = {rid for rid in self._reused_ids if rid in requests and not requests[rid].is_finished()}
+            freed = freed - alive
+        return self.adapter.free_requests(freed)
+
     def _apply(self, now: float) -> None:
-        _log_refused(self.adapter.apply(now))
+        if refused := self.adapter.apply(now):
+            _log_refused(refused)
 
     def _requeue_not_running(self) -> None:
         """Hand back to the core every call it counts as running that vLLM does not run, whatever
@@ -244,11 +265,8 @@ class _AutellixMixin(_MixinBase):
         self.autellix_stats["protected_call_steps"] += len(protected)
         return protected
 
-    def _preempt_for_priority(self, request_ids: list[str]) -> None:
-        if not request_ids:
-            return
-        requests = (self.requests.get(request_id) for request_id in request_ids)
-        victims = [r for r in requests if r is not None and r.status == RequestStatus.RUNNING]
+    def _preempt_for_priority(self, requests: list[Request]) -> None:
+        victims = [r for r in requests if r.status == RequestStatus.RUNNING]
         self.running = remove_all(self.running, set(victims))  # one pass however many go
         now = time.monotonic()  # vLLM's own event time stamps
         for request in victims:
@@ -261,15 +279,12 @@ class _AutellixMixin(_MixinBase):
             total, calls = scheduler_output.total_num_scheduled_tokens, len(scheduled)
             work = step_units(total, calls)
             self.work_clock += work
-            # Whether every running call can have run in the step (the counts then tell): with
-            # sync scheduling and no KV connector, vLLM runs only what the core admitted.
-            whole_batch_possible = not self._name_calls_that_ran and self._counts_suffice
-            if self.autellix_settings.own_work_credit:
+            if self._own_work_credit:
                 self.core_clock += mean_call_units(total, calls)
-                self.adapter.ran_tokens(scheduled, total, whole_batch_possible)
+                self.adapter.ran_tokens(scheduled, total, self._whole_batch_possible)
             else:  # each call is credited the step's work
                 self.core_clock += work
-                if whole_batch_possible and self.adapter.counts_match(calls):
+                if self._whole_batch_possible and self.adapter.counts_match(calls):
                     self.adapter.ran_all(work)
                 else:
                     self.adapter.ran_requests(list(scheduled), work)
@@ -279,6 +294,10 @@ class _AutellixMixin(_MixinBase):
 def _log_refused(refused: list[str]) -> None:
     for refusal in refused:
         log.error("autellix: the core refused part of a step: %s", refusal)
+
+
+def _extra_args(request: Request) -> dict[str, Any]:
+    return (request.sampling_params.extra_args if request.sampling_params else None) or {}
 
 
 def _client_program(given: Any) -> int | None:

@@ -1,7 +1,7 @@
 //! The engine side of the vLLM plug-in: vLLM's request ids and session ids mapped onto the
 //! scheduler's call and program ids, the lineage children name their parents by, and what
-//! happened since the last step. The plug-in crosses into Rust once per arrival and departure and
-//! a few times per step; every map between the three id spaces lives here.
+//! happened since the last step. The plug-in crosses into Rust once per arrival and a few times
+//! per step (the step's departures in one go); every map between the three id spaces lives here.
 //!
 //! The adapter does not own the scheduler: each operation is given it, so the Python side can
 //! keep one `Scheduler` object for snapshots and tests.
@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{CoreError, CoreResult};
-use crate::scheduler::{CallState, NewCall, Scheduler};
+use crate::scheduler::{CallState, Decision, NewCall, Scheduler};
 use crate::{CallId, ProgramId};
 
 /// Where the adapter numbers programs: client ids lie below `session_programs`, programs named
@@ -243,16 +243,17 @@ impl EngineAdapter {
         (program, known.is_none())
     }
 
-    /// The engine freed a request (finished or aborted); false if it was not one of ours.
-    pub fn free_request(&mut self, request_id: &str) -> bool {
-        let Some(call) = self.call_of.remove(request_id) else { return false };
+    /// The engine freed a request (finished or aborted): its call, or None if it was not one of
+    /// ours (or was freed already).
+    pub fn free_request(&mut self, request_id: &str) -> Option<CallId> {
+        let call = self.call_of.remove(request_id)?;
         self.request_of.remove(&call);
         if let Some(i) = self.arrivals.iter().position(|&(c, _, _)| c == call) {
             self.arrivals.remove(i); // gone before the scheduler ever saw it
         } else if !self.forgotten.remove(&call) {
             self.finished.push(call);
         }
-        true
+        Some(call)
     }
 
     /// Every running call got `work` units in the engine's last step.
@@ -350,8 +351,20 @@ impl EngineAdapter {
         now: f64,
         capacity: usize,
     ) -> CoreResult<(EngineDecision, Vec<String>)> {
+        let (decision, refused) = self.step_calls(scheduler, now, capacity)?;
+        let decision = self.in_request_ids(decision);
+        Ok((decision, refused))
+    }
+
+    /// `step`, with the decision in call ids (the scheduler's own).
+    pub fn step_calls<'s>(
+        &mut self,
+        scheduler: &'s mut Scheduler,
+        now: f64,
+        capacity: usize,
+    ) -> CoreResult<(&'s Decision, Vec<String>)> {
         let refused = self.apply(scheduler, now);
-        Ok((self.decide(scheduler, now, capacity, &[])?, refused))
+        Ok((self.decide_calls(scheduler, now, capacity, &[])?, refused))
     }
 
     /// The scheduler's decision, in request ids. `protected`: running requests not to preempt
@@ -363,14 +376,29 @@ impl EngineAdapter {
         capacity: usize,
         protected: &[&str],
     ) -> CoreResult<EngineDecision> {
+        let decision = self.decide_calls(scheduler, now, capacity, protected)?;
+        Ok(self.in_request_ids(decision))
+    }
+
+    /// `decide`, with the decision in call ids (the scheduler's own).
+    pub fn decide_calls<'s>(
+        &self,
+        scheduler: &'s mut Scheduler,
+        now: f64,
+        capacity: usize,
+        protected: &[&str],
+    ) -> CoreResult<&'s Decision> {
         let protected: Vec<CallId> = protected
             .iter()
             .filter_map(|r| self.call_of.get(*r).copied())
             .filter(|&c| is_running(scheduler, c))
             .collect();
-        let decision = scheduler.schedule_protecting(now, capacity, &protected)?;
+        scheduler.schedule_protecting(now, capacity, &protected)
+    }
+
+    fn in_request_ids(&self, decision: &Decision) -> EngineDecision {
         let requests = |calls: &[CallId]| calls.iter().filter_map(|c| self.request_of.get(c).cloned()).collect();
-        Ok(EngineDecision { admit: requests(&decision.admit), preempt: requests(&decision.preempt) })
+        EngineDecision { admit: requests(&decision.admit), preempt: requests(&decision.preempt) }
     }
 
     /// Calls the scheduler counts as running, less those freed since the last `apply`.

@@ -2,11 +2,12 @@
 //! extracted once per call (one crossing per engine step with `Scheduler.step`); core errors
 //! become the exception classes below, and nothing in the core panics on bad input.
 
+mod engine_adapter;
+
 use autellix_sched as core;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyDict;
 
 create_exception!(autellix_core, SchedulerError, PyException, "Base class of the errors of autellix_core.");
@@ -29,7 +30,7 @@ create_exception!(
 );
 
 /// Carries a core error to Python (a local type, so the conversion is allowed here).
-struct CoreErr(core::CoreError);
+pub(crate) struct CoreErr(core::CoreError);
 
 impl From<core::CoreError> for CoreErr {
     fn from(err: core::CoreError) -> Self {
@@ -52,7 +53,7 @@ impl From<CoreErr> for PyErr {
     }
 }
 
-type CoreResult<T> = Result<T, CoreErr>;
+pub(crate) type CoreResult<T> = Result<T, CoreErr>;
 
 fn invalid_argument(why: String) -> CoreErr {
     CoreErr(core::CoreError::InvalidArgument(why))
@@ -84,8 +85,8 @@ impl From<&core::Decision> for Decision {
 
 /// The scheduler of one engine (see the module stub for the full contract).
 #[pyclass(module = "autellix_core")]
-struct Scheduler {
-    inner: core::Scheduler,
+pub(crate) struct Scheduler {
+    pub(crate) inner: core::Scheduler,
 }
 
 #[pymethods]
@@ -315,182 +316,6 @@ impl Scheduler {
     }
 }
 
-/// The vLLM plug-in's id maps and per-step bookkeeping over one `Scheduler` (see the stub).
-#[pyclass(module = "autellix_core")]
-struct EngineAdapter {
-    inner: core::EngineAdapter,
-    scheduler: Py<Scheduler>,
-}
-
-fn strs(ids: &[PyBackedStr]) -> Vec<&str> {
-    ids.iter().map(|id| &**id).collect()
-}
-
-#[pymethods]
-impl EngineAdapter {
-    #[new]
-    #[pyo3(signature = (scheduler, session_programs, solo_programs, prefill_tokens_per_unit, session_memory=65536, parent_memory=65536))]
-    fn new(
-        scheduler: Py<Scheduler>,
-        session_programs: u64,
-        solo_programs: u64,
-        prefill_tokens_per_unit: f64,
-        session_memory: usize,
-        parent_memory: usize,
-    ) -> CoreResult<Self> {
-        let config = core::AdapterConfig {
-            session_programs,
-            solo_programs,
-            session_memory,
-            parent_memory,
-            prefill_tokens_per_unit,
-        };
-        Ok(EngineAdapter { inner: core::EngineAdapter::new(config)?, scheduler })
-    }
-
-    #[getter]
-    fn scheduler(&self, py: Python<'_>) -> Py<Scheduler> {
-        self.scheduler.clone_ref(py)
-    }
-
-    #[getter]
-    fn num_requests(&self) -> usize {
-        self.inner.num_requests()
-    }
-
-    #[getter]
-    fn num_sessions(&self) -> usize {
-        self.inner.num_sessions()
-    }
-
-    #[getter]
-    fn num_finished_pending(&self) -> usize {
-        self.inner.num_finished_pending()
-    }
-
-    fn num_running(&self, py: Python<'_>) -> usize {
-        self.inner.num_running(&self.scheduler.borrow(py).inner)
-    }
-
-    fn counts_match(&self, py: Python<'_>, engine_running: usize) -> bool {
-        self.inner.counts_match(&self.scheduler.borrow(py).inner, engine_running)
-    }
-
-    #[pyo3(
-        signature = (request_id, program_id, session, parents=Vec::new()),
-        text_signature = "(self, /, request_id, program_id, session, parents=())"
-    )]
-    fn add_request(
-        &mut self,
-        request_id: &str,
-        program_id: Option<u64>,
-        session: Option<&str>,
-        parents: Vec<PyBackedStr>,
-    ) -> CoreResult<(u64, u64, bool)> {
-        let arrival = self.inner.add_request(request_id, program_id, session, &strs(&parents))?;
-        Ok((arrival.call, arrival.program, arrival.new_session))
-    }
-
-    fn free_request(&mut self, request_id: &str) -> bool {
-        self.inner.free_request(request_id)
-    }
-
-    fn ran_all(&mut self, work: f64) {
-        self.inner.ran_all(work)
-    }
-
-    fn ran_requests(&mut self, request_ids: Vec<PyBackedStr>, work: f64) {
-        self.inner.ran_requests(&strs(&request_ids), work)
-    }
-
-    #[pyo3(signature = (scheduled, total_tokens, whole_batch_possible=false))]
-    fn ran_tokens(
-        &mut self,
-        py: Python<'_>,
-        scheduled: &Bound<'_, PyDict>,
-        total_tokens: u64,
-        whole_batch_possible: bool,
-    ) -> PyResult<()> {
-        let whole_batch =
-            whole_batch_possible && self.inner.counts_match(&self.scheduler.borrow(py).inner, scheduled.len());
-        if whole_batch && total_tokens == scheduled.len() as u64 {
-            self.inner.ran_all(1.0); // a decode-only step: one token, one unit each
-            return Ok(());
-        }
-        let mut named: Vec<(PyBackedStr, u64)> = Vec::new();
-        for (request, tokens) in scheduled.iter() {
-            let tokens: u64 = tokens.extract()?;
-            if !whole_batch || tokens > 1 {
-                named.push((request.extract()?, tokens));
-            }
-        }
-        let named = named.iter().map(|(request, tokens)| (&**request, *tokens));
-        if whole_batch {
-            self.inner.ran_all_tokens(named);
-        } else {
-            self.inner.ran_tokens(named);
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, py: Python<'_>, now: f64) -> Vec<String> {
-        self.inner.apply(&mut self.scheduler.borrow_mut(py).inner, now)
-    }
-
-    fn step(
-        &mut self,
-        py: Python<'_>,
-        now: f64,
-        capacity: usize,
-    ) -> CoreResult<(Vec<String>, Vec<String>, Vec<String>)> {
-        let (decision, refused) = self.inner.step(&mut self.scheduler.borrow_mut(py).inner, now, capacity)?;
-        Ok((decision.admit, decision.preempt, refused))
-    }
-
-    fn may_swap(&self, py: Python<'_>) -> bool {
-        self.scheduler.borrow_mut(py).inner.may_swap()
-    }
-
-    #[pyo3(signature = (now, capacity, protected=Vec::new()), text_signature = "(self, /, now, capacity, protected=())")]
-    fn decide(
-        &mut self,
-        py: Python<'_>,
-        now: f64,
-        capacity: usize,
-        protected: Vec<PyBackedStr>,
-    ) -> CoreResult<(Vec<String>, Vec<String>)> {
-        let decision = self.inner.decide(&mut self.scheduler.borrow_mut(py).inner, now, capacity, &strs(&protected))?;
-        Ok((decision.admit, decision.preempt))
-    }
-
-    fn requeue_all_but(&mut self, py: Python<'_>, running_requests: Vec<PyBackedStr>, now: f64) -> CoreResult<usize> {
-        Ok(self.inner.requeue_all_but(&mut self.scheduler.borrow_mut(py).inner, &strs(&running_requests), now)?)
-    }
-
-    fn end_program(&mut self, py: Python<'_>, program_id: u64) -> bool {
-        self.inner.end_program(&mut self.scheduler.borrow_mut(py).inner, program_id)
-    }
-
-    fn call_id(&self, request_id: &str) -> Option<u64> {
-        self.inner.call_id(request_id)
-    }
-
-    fn request_id(&self, call_id: u64) -> Option<&str> {
-        self.inner.request_id(call_id)
-    }
-
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
-        let stats = PyDict::new(py);
-        stats.set_item("rejected_batches", s.rejected_batches)?;
-        Ok(stats)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("EngineAdapter(requests={}, sessions={})", self.inner.num_requests(), self.inner.num_sessions())
-    }
-}
-
 /// Zips parallel id lists into arrivals; `parents` may be empty (no call names parents).
 fn new_calls<'a>(calls: &[u64], programs: &[u64], parents: &'a [Vec<u64>]) -> CoreResult<Vec<core::NewCall<'a>>> {
     if calls.len() != programs.len() || !(parents.is_empty() || parents.len() == calls.len()) {
@@ -578,7 +403,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Scheduler>()?;
     m.add_class::<Decision>()?;
     m.add_class::<LoadBalancer>()?;
-    m.add_class::<EngineAdapter>()?;
+    m.add_class::<engine_adapter::EngineAdapter>()?;
     m.add("SchedulerError", py.get_type::<SchedulerError>())?;
     m.add("UnknownCallError", py.get_type::<UnknownCallError>())?;
     m.add("DuplicateCallError", py.get_type::<DuplicateCallError>())?;
