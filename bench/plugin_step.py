@@ -806,24 +806,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             heights = [max(r["own_time"]["own_us_per_step"][hook], 0.0) for r in group]
             ax.bar(xs, heights, 0.6, bottom=bottoms, label=f"{hook} (mean)")
             bottoms = [b + h for b, h in zip(bottoms, heights)]
-        ax.scatter(
-            xs,
-            [r["own_time"]["own_us_per_step"]["median_step"] for r in group],
-            color="black",
-            marker="D",
-            zorder=3,
-            label="median step",
+        medians = (
+            ("own_time", "median step", {"color": "black", "marker": "D"}),
+            ("hook_floor", "hook floor: same hooks, no work", {"color": "grey", "marker": "_", "s": 400}),
         )
-        if all("hook_floor" in r for r in group):
-            ax.scatter(
-                xs,
-                [r["hook_floor"]["own_us_per_step"]["median_step"] for r in group],
-                color="grey",
-                marker="_",
-                s=400,
-                zorder=3,
-                label="hook floor: same hooks, no work",
-            )
+        for key, label, style in medians:
+            if all(key in r for r in group):
+                steps = [r[key]["own_us_per_step"]["median_step"] for r in group]
+                ax.scatter(xs, steps, zorder=3, label=label, **style)
         ax.axhline(
             OWN_TIME_GOAL_US,
             color="red",
