@@ -15,6 +15,7 @@ use crate::{CoreErr, CoreResult, Scheduler};
 pub struct EngineAdapter {
     inner: core::EngineAdapter,
     scheduler: Py<Scheduler>,
+    /// Each live call's handle, until its request is freed.
     requests: FxHashMap<u64, Handle>,
 }
 
