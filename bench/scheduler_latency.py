@@ -51,7 +51,9 @@ class Config:
     policy: str
     batch: int
     churn: int  # calls that finish and arrive per step
-    ran: str  # "all": every running call ran (ran_all=True, what the plug-in does); "list": ids passed
+    # "all": every running call ran (ran_all=True, what the plug-in does); "list": their ids passed,
+    # in another order than the core's batch (which it would take as ran_all), so each is validated
+    ran: str
 
 
 def _progress(message: str) -> None:
@@ -80,7 +82,7 @@ def measure_scheduler(make, config: Config, steps: int, seed: int) -> list[int]:
         new_calls = list(range(next_id, next_id + config.churn))
         next_id += config.churn
         new_programs = [rng.randrange(config.programs) for _ in new_calls]
-        ran = {"ran_all": True} if config.ran == "all" else {"ran": running}
+        ran = {"ran_all": True} if config.ran == "all" else {"ran": running[::-1]}
         start = time.perf_counter_ns()
         decision = s.step(
             now,
