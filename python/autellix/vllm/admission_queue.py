@@ -29,8 +29,7 @@ class AdmissionQueue(RequestQueue):
 
     def set_admissions(self, requests: list[Request]) -> None:
         """The requests vLLM may admit this step, most urgent first (those waiting here)."""
-        front, arrived = self._front, self._arrived
-        self._admit = [r for r in reversed(requests) if r.request_id in front or r.request_id in arrived]
+        self._admit = [r for r in reversed(requests) if r.request_id in self]
 
     def clear_admissions(self) -> None:
         """End of the step: forget admissions vLLM did not take. (The scheduler hands back to

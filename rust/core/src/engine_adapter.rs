@@ -352,8 +352,7 @@ impl EngineAdapter {
         capacity: usize,
     ) -> CoreResult<(EngineDecision, Vec<String>)> {
         let (decision, refused) = self.step_calls(scheduler, now, capacity)?;
-        let decision = self.in_request_ids(decision);
-        Ok((decision, refused))
+        Ok((self.in_request_ids(decision), refused))
     }
 
     /// `step`, with the decision in call ids (the scheduler's own).
