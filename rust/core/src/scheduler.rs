@@ -252,9 +252,7 @@ impl Scheduler {
     pub fn record_service(&mut self, calls: &[CallId], seconds: f64, now: f64) -> CoreResult<()> {
         self.check_now(now)?;
         check_seconds(seconds)?;
-        if calls == self.running.ids() {
-            // The whole batch in batch order (the usual step): live, running and distinct by
-            // construction, and credited in the same order, so nothing is left to validate.
+        if self.is_whole_batch(calls) {
             self.last_now = now;
             self.credit_running(seconds);
             return Ok(());
@@ -385,8 +383,7 @@ impl Scheduler {
         if input.ran_all && !input.ran.is_empty() {
             return Err(CoreError::InvalidArgument("pass either ran or ran_all, not both".into()));
         }
-        // The whole batch in batch order is valid by construction and credited as `ran_all` is.
-        let ran_all = input.ran_all || (!input.ran.is_empty() && input.ran == self.running.ids());
+        let ran_all = input.ran_all || self.is_whole_batch(input.ran);
         if !ran_all {
             self.check_listed(input.ran, Some(CallState::Running))?;
         }
@@ -424,6 +421,13 @@ impl Scheduler {
     }
 
     // ----- validation
+
+    /// Whether `calls` is the whole running batch in batch order (the usual step): live, running
+    /// and distinct by construction, and credited in that order either way, so crediting it as
+    /// the batch leaves nothing to validate.
+    fn is_whole_batch(&self, calls: &[CallId]) -> bool {
+        calls == self.running.ids()
+    }
 
     fn check_now(&self, now: f64) -> CoreResult<()> {
         if !now.is_finite() {
