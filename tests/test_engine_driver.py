@@ -58,6 +58,21 @@ def _engine_processes() -> set[int]:
     return live
 
 
+def _watch_core_stops(driver: EngineDriver) -> list[bool]:
+    """Records, as each replica's engine core is told to stop, whether its AsyncLLM's output
+    reader had already stopped."""
+    seen: list[bool] = []
+    for engine in driver._engines:
+        stop_core = engine.engine_core.shutdown
+
+        def watched(*args, _engine=engine, _stop_core=stop_core, **kwargs):
+            seen.append(_engine.output_handler.done())
+            return _stop_core(*args, **kwargs)
+
+        engine.engine_core.shutdown = watched
+    return seen
+
+
 def test_two_replicas_route_stream_abort_and_shut_down_cleanly():
     async def scenario():
         before = _engine_processes()
@@ -124,9 +139,13 @@ def test_two_replicas_route_stream_abort_and_shut_down_cleanly():
             await driver.end_program(7)
             assert driver.balancer.pinned(7) is None
             assert all(7 not in s["programs"] for s in await driver.snapshots([7]))
+            handler_done_at_core_stop = _watch_core_stops(driver)
         finally:
             await driver.shutdown()
         assert not driver.ready()
+        # Each engine's output reader stopped before its core did, so the core's exit was not
+        # read as a crash (vLLM logs EngineDeadError then: vllm-project/vllm#48745).
+        assert handler_done_at_core_stop == [True, True]
         await asyncio.sleep(1.0)
         assert _engine_processes() - before == set()
 

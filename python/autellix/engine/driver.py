@@ -112,7 +112,9 @@ class EngineDriver:
         self._client = None
         engines, self._engines = self._engines, []
         while engines:
-            await asyncio.to_thread(engines.pop(0).shutdown)
+            engine = engines.pop(0)
+            await _stop_reading_outputs(engine)
+            await asyncio.to_thread(engine.shutdown)
         if self._ray_connected:
             import ray
 
@@ -242,6 +244,16 @@ class EngineDriver:
                 )
             )
         )
+
+
+async def _stop_reading_outputs(engine: Any) -> None:
+    """Cancel an `AsyncLLM`'s task that reads its engine core's outputs, before the core stops.
+    vLLM stops the core first and the task then reads the core's exit as a crash, logging
+    EngineDeadError on a clean shut-down (vllm-project/vllm#48745). Ray replicas have no such task."""
+    handler = getattr(engine, "output_handler", None)
+    if isinstance(handler, asyncio.Task) and not handler.done():
+        handler.cancel()
+        await asyncio.wait([handler])  # unlike awaiting it, never raises its CancelledError here
 
 
 def _served_name(model: str | None) -> str:
