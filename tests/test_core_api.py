@@ -197,10 +197,53 @@ def test_load_balancer_pins_long_calls_and_spreads_short_ones():
 
 
 def _adapter(**kwargs):
-    from autellix.contract import SESSION_PROGRAMS, SOLO_PROGRAMS
+    from autellix.contract import PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
     from autellix.work_units import PREFILL_TOKENS_PER_UNIT
 
-    return core.EngineAdapter(core.Scheduler("plas", **kwargs), SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT)
+    return core.EngineAdapter(
+        core.Scheduler("plas", **kwargs), SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT,
+        extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
+    )
+
+
+class _Params:
+    def __init__(self, extra_args):
+        self.extra_args = extra_args
+
+
+class _Request:
+    """The attributes of vLLM's `Request` that `add_vllm_request` reads (the plug-in's tests
+    drive it with real ones)."""
+
+    def __init__(self, request_id, session_id=None, extra_args=None, params=True):
+        self.request_id = request_id
+        self.session_id = session_id
+        self.sampling_params = _Params(extra_args) if params else None
+
+
+def test_engine_adapter_reads_a_requests_program_by_the_contracts_rules():
+    from autellix.contract import PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
+
+    adapter = _adapter()
+    # A client's program id wins over any session.
+    assert adapter.add_vllm_request(_Request("a", "s1", {PROGRAM_KEY: 7, SESSION_KEY: "s2"})) == (7, None, [])
+    # vLLM's session id, else the session key of extra_args: once new, then known.
+    program, new_session, ignored = adapter.add_vllm_request(_Request("b", "s1"))
+    assert program >= SESSION_PROGRAMS and new_session == "s1" and ignored == []
+    assert adapter.add_vllm_request(_Request("c", "", {SESSION_KEY: "s1"})) == (program, None, [])
+    # Neither: a program of its own, also with no sampling params at all.
+    solo = [adapter.add_vllm_request(_Request(r, params=p))[0] for r, p in (("d", True), ("e", False))]
+    assert all(p >= SOLO_PROGRAMS for p in solo) and solo[0] != solo[1]
+    # Ids that are no client's are ignored, with a line for the log; the session still counts.
+    for bad in (True, -1, SESSION_PROGRAMS, "7", 2.0):
+        given, new_session, ignored = adapter.add_vllm_request(_Request(f"bad-{bad!r}", "s1", {PROGRAM_KEY: bad}))
+        assert given == program and new_session is None
+        assert len(ignored) == 1 and repr(bad) in ignored[0]
+    with pytest.raises(core.InvalidArgumentError):
+        adapter.add_vllm_request(_Request("a"))
+    adapter_without_keys = core.EngineAdapter(core.Scheduler(), SESSION_PROGRAMS, SOLO_PROGRAMS, 128.0)
+    with pytest.raises(ValueError, match="extra_args_keys"):
+        adapter_without_keys.add_vllm_request(_Request("x"))
 
 
 def test_engine_adapter_drives_its_scheduler_in_request_ids():
@@ -220,15 +263,36 @@ def test_engine_adapter_drives_its_scheduler_in_request_ids():
     assert adapter.request_id(adapter.call_id("r2")) == "r2" and adapter.request_id(call) is None
 
 
+def test_engine_adapter_reads_a_requests_parents_as_a_list_or_one_id():
+    """Under ATLAS a child's priority is its parent's path (the parent's priority plus service):
+    the parents were read, whichever way they were given."""
+    from autellix.contract import PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
+
+    adapter = core.EngineAdapter(
+        core.Scheduler("atlas"), SESSION_PROGRAMS, SOLO_PROGRAMS, 128.0,
+        extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
+    )
+    adapter.add_vllm_request(_Request("parent", None, {PROGRAM_KEY: 7}))
+    adapter.step(0.0, 1)
+    adapter.ran_all(5.0)
+    for request_id, parents in (("listed", ["parent", "unknown"]), ("one", "parent"), ("none", None), ("odd", 5)):
+        _, _, ignored = adapter.add_vllm_request(_Request(request_id, None, {PROGRAM_KEY: 7, PARENTS_KEY: parents}))
+        assert ignored == (["parents 5 (expected a list of request ids)"] if parents == 5 else [])
+    adapter.apply(5.0)
+    priority = {r: adapter.scheduler.call_info(adapter.call_id(r))["priority"] for r in ("listed", "one", "none", "odd")}
+    assert priority == {"listed": 5.0, "one": 5.0, "none": 0.0, "odd": 0.0}
+
+
 def test_engine_adapter_credits_each_call_its_own_work_as_work_units_defines_it():
-    from autellix.work_units import call_units
+    from autellix.work_units import call_units, mean_call_units, step_units
 
     adapter = _adapter()
     for request in ("decoding", "prefilling"):
         adapter.add_request(request, 1, None)
     adapter.apply(0.0)
     adapter.decide(0.0, 2)
-    adapter.ran_tokens({"decoding": 1, "prefilling": 700, "unknown": 5}, 706)
+    clocks = adapter.ran_tokens({"decoding": 1, "prefilling": 700, "unknown": 5}, 706)
+    assert clocks == (step_units(706, 3), mean_call_units(706, 3))
     adapter.apply(1.0)
     service = {r: adapter.scheduler.call_info(adapter.call_id(r))["service"] for r in ("decoding", "prefilling")}
     assert service == {"decoding": call_units(1), "prefilling": call_units(700)}

@@ -211,9 +211,11 @@ class EngineAdapter:
         prefill_tokens_per_unit: float,
         session_memory: int = 65536,
         parent_memory: int = 65536,
+        extra_args_keys: tuple[str, str, str] | None = None,
     ) -> Self:
         """Raises ConfigError unless 0 < session_programs < solo_programs, both memories >= 1 and
-        prefill_tokens_per_unit > 0."""
+        prefill_tokens_per_unit > 0. `extra_args_keys`: the (program, session, parents) keys of
+        `SamplingParams.extra_args` that `add_vllm_request` reads (`autellix.contract`)."""
     @property
     def scheduler(self) -> Scheduler: ...
     @property
@@ -244,6 +246,16 @@ class EngineAdapter:
         decisions name the call by while it lives (vLLM's `Request`), held weakly: a decision
         leaves out a request the engine dropped; the request id if None.
         Raises InvalidArgumentError if the request id is live."""
+    def add_vllm_request(self, request: Any) -> tuple[int, str | None, list[str]]:
+        """`add_request` for a vLLM `Request`, read in one call: its `request_id`, and its program
+        by the plug-in's rules: the client's program id under the program key of
+        `sampling_params.extra_args` (an int below `session_programs`), else the program of its
+        session (`session_id`, else the session key of `extra_args`), else one of its own; its
+        parents under the parents key (a list of request ids, or one). Returns (program id, the
+        session if the adapter had not seen it, else None; what was ignored, one line each for
+        the log: a program id that is no client's, parents that are no list of ids).
+        Raises ValueError if the adapter was built without `extra_args_keys`, InvalidArgumentError
+        if the request id is live."""
     def free_request(self, request_id: str) -> bool:
         """The engine freed the request (finished or aborted); False if unknown."""
     def free_requests(self, request_ids: Iterable[str]) -> int:
@@ -253,12 +265,16 @@ class EngineAdapter:
         """The last step ran every call the scheduler counts as running, for `work`."""
     def ran_requests(self, request_ids: Sequence[str], work: float) -> None:
         """The last step ran these requests (unknown ones are ignored), for `work` each."""
-    def ran_tokens(self, scheduled: Mapping[str, int], total_tokens: int, whole_batch_possible: bool = False) -> None:
+    def ran_tokens(
+        self, scheduled: Mapping[str, int], total_tokens: int, whole_batch_possible: bool = False
+    ) -> tuple[float, float]:
         """The last step ran these requests for these numbers of tokens (`total_tokens` in all):
         each is credited its own work, 1 + (tokens - 1) / prefill_tokens_per_unit
         (`autellix.work_units.call_units`). `whole_batch_possible`: the engine runs only calls the
         scheduler admitted (sync scheduling, no KV connector), so when the counts match every
-        running call ran, and only requests that ran more than one token are read by name."""
+        running call ran, and only requests that ran more than one token are read by name.
+        Returns the step's work and its calls' mean own work (`autellix.work_units.step_units`,
+        `mean_call_units`): how far the engine's and the scheduler's clocks move."""
     def apply(self, now: float) -> list[str]:
         """Tells the scheduler the service, finishes and arrivals since the last step; returns
         what it refused (a rejected batch of arrivals is retried one by one, a call whose parents

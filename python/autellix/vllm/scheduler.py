@@ -51,7 +51,7 @@ from autellix.contract import (
 from autellix.vllm.admission_queue import AdmissionQueue
 from autellix.vllm.preemption_guard import PreemptionGuard
 from autellix.vllm.settings import AutellixSettings
-from autellix.work_units import PREFILL_TOKENS_PER_UNIT, mean_call_units, step_units
+from autellix.work_units import PREFILL_TOKENS_PER_UNIT, step_units
 
 # A child of vLLM's logger: inside vLLM's processes our lines go out through its handler, tagged
 # with the process like vLLM's own.
@@ -105,7 +105,8 @@ class _AutellixMixin(_MixinBase):
         # Request ids, sessions, lineage and what happened since the last step live in Rust,
         # next to the core: one crossing per arrival and departure, a few per step.
         self.adapter = autellix_core.EngineAdapter(
-            self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT, SESSION_MEMORY, PARENT_MEMORY
+            self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT, SESSION_MEMORY, PARENT_MEMORY,
+            extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
         )
         log.info("autellix: %s scheduling with policy %s", type(self).__name__, self.autellix_settings.policy)
         # Replaces vLLM's FCFS queue, before any request exists.
@@ -176,25 +177,20 @@ class _AutellixMixin(_MixinBase):
     # -- arrivals and departures -------------------------------------------------------------
 
     def add_request(self, request: Request) -> None:
-        is_update = request.request_id in self.requests
+        request_id = request.request_id
+        is_update = request_id in self.requests
         super().add_request(request)
-        if is_update or request.request_id not in self.requests:
+        if is_update or request_id not in self.requests:
             return  # a streaming update of a live request, not a new call
-        if request.request_id in self.finished_req_ids:  # the id of a request freed since the last step
-            self.adapter.free_requests((request.request_id,))
-            self._reused_ids.add(request.request_id)
-        args = _extra_args(request)
-        session = request.session_id or args.get(SESSION_KEY)  # offline callers: extra_args
-        parents = args.get(PARENTS_KEY)
-        _, program_id, new_session = self.adapter.add_request(
-            request.request_id,
-            _client_program(args.get(PROGRAM_KEY)),
-            session if isinstance(session, str) else None,
-            [str(parent) for parent in parents] if parents else (),
-            request,
-        )
-        if new_session:  # once per program: operators (and tests of the served engine) see sessions group
-            log.info("autellix: session %r is program %d", session, program_id)
+        if request_id in self.finished_req_ids:  # the id of a request freed since the last step
+            self.adapter.free_requests((request_id,))
+            self._reused_ids.add(request_id)
+        # The program-id rules of the module docstring, applied in Rust.
+        program_id, new_session, ignored = self.adapter.add_vllm_request(request)
+        for what in ignored:
+            log.warning("autellix: request %s: ignoring %s", request_id, what)
+        if new_session is not None:  # once per program: operators (and tests of the served engine) see sessions group
+            log.info("autellix: session %r is program %d", new_session, program_id)
 
     # -- each step ---------------------------------------------------------------------------
 
@@ -275,19 +271,20 @@ class _AutellixMixin(_MixinBase):
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
         scheduled = scheduler_output.num_scheduled_tokens
-        if scheduled:
+        if scheduled and self._own_work_credit:
+            total = scheduler_output.total_num_scheduled_tokens
+            work, mean_call_work = self.adapter.ran_tokens(scheduled, total, self._whole_batch_possible)
+            self.work_clock += work
+            self.core_clock += mean_call_work
+        elif scheduled:  # each call is credited the step's work
             total, calls = scheduler_output.total_num_scheduled_tokens, len(scheduled)
             work = step_units(total, calls)
             self.work_clock += work
-            if self._own_work_credit:
-                self.core_clock += mean_call_units(total, calls)
-                self.adapter.ran_tokens(scheduled, total, self._whole_batch_possible)
-            else:  # each call is credited the step's work
-                self.core_clock += work
-                if self._whole_batch_possible and self.adapter.counts_match(calls):
-                    self.adapter.ran_all(work)
-                else:
-                    self.adapter.ran_requests(list(scheduled), work)
+            self.core_clock += work
+            if self._whole_batch_possible and self.adapter.counts_match(calls):
+                self.adapter.ran_all(work)
+            else:
+                self.adapter.ran_requests(list(scheduled), work)
         return super().update_from_output(scheduler_output, model_runner_output)
 
 
@@ -298,16 +295,6 @@ def _log_refused(refused: list[str]) -> None:
 
 def _extra_args(request: Request) -> dict[str, Any]:
     return (request.sampling_params.extra_args if request.sampling_params else None) or {}
-
-
-def _client_program(given: Any) -> int | None:
-    """A client's program id: an int in [0, 2**62); anything else is ignored, with a warning."""
-    if given is None:
-        return None
-    if isinstance(given, int) and not isinstance(given, bool) and 0 <= given < SESSION_PROGRAMS:
-        return given
-    log.warning("autellix: ignoring program id %r (expected an int in [0, 2**62))", given)
-    return None
 
 
 def _autellix_scheduler(engine_core: Any) -> _AutellixMixin | None:

@@ -30,6 +30,18 @@ pub struct AdapterConfig {
 }
 
 impl AdapterConfig {
+    /// The work of an engine step that ran `calls` calls on `tokens` tokens: one decode token a
+    /// call, the rest prefill (`autellix.work_units.step_units`). The engine's clock.
+    pub fn step_units(&self, tokens: u64, calls: u64) -> f64 {
+        1.0 + tokens.saturating_sub(calls) as f64 / self.prefill_tokens_per_unit
+    }
+
+    /// The mean of the step's calls' own work (`autellix.work_units.mean_call_units`): how far
+    /// the scheduler's clock moves in the step under own-work crediting.
+    pub fn mean_call_units(&self, tokens: u64, calls: u64) -> f64 {
+        1.0 + tokens.saturating_sub(calls) as f64 / (self.prefill_tokens_per_unit * calls as f64)
+    }
+
     fn validate(&self) -> CoreResult<()> {
         if self.session_programs == 0 || self.solo_programs <= self.session_programs {
             return Err(CoreError::InvalidConfig(format!(
@@ -172,6 +184,10 @@ impl EngineAdapter {
 
     pub fn stats(&self) -> &AdapterStats {
         &self.stats
+    }
+
+    pub fn config(&self) -> &AdapterConfig {
+        &self.config
     }
 
     /// Live requests (arrived, not yet freed).

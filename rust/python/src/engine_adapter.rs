@@ -4,9 +4,11 @@
 //! Request objects are held weakly: the engine owns them and frees them in its own time.
 
 use autellix_sched as core;
+use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyDict, PyString, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyWeakrefMethods, PyWeakrefReference};
 use rustc_hash::FxHashMap;
 
 use crate::{CoreErr, CoreResult, Scheduler};
@@ -17,6 +19,15 @@ pub struct EngineAdapter {
     scheduler: Py<Scheduler>,
     /// Each live call's handle, until its request is freed.
     requests: FxHashMap<u64, Handle>,
+    keys: Option<ExtraArgsKeys>,
+}
+
+/// The `SamplingParams.extra_args` keys a vLLM request names its program, session and parents
+/// by (`autellix.contract`), read by `add_vllm_request`.
+struct ExtraArgsKeys {
+    program: Py<PyString>,
+    session: Py<PyString>,
+    parents: Py<PyString>,
 }
 
 /// What a live call's decisions name it by: the object given to `add_request`, else its request id.
@@ -42,7 +53,42 @@ fn strs(ids: &[PyBackedStr]) -> Vec<&str> {
     ids.iter().map(|id| &**id).collect()
 }
 
+/// A client's program id: an int (not a bool) below `limit`.
+fn client_program(given: &Bound<'_, PyAny>, limit: u64) -> Option<u64> {
+    if given.is_instance_of::<PyBool>() || !given.is_instance_of::<PyInt>() {
+        return None;
+    }
+    given.extract::<u64>().ok().filter(|&program| program < limit)
+}
+
+/// Parent request ids as given: a list of ids (each as `str()` spells it) or one id; None for
+/// anything else.
+fn parent_ids(given: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
+    if let Ok(one) = given.cast::<PyString>() {
+        return Ok(Some(vec![one.to_str()?.to_owned()]));
+    }
+    let Ok(items) = given.try_iter() else { return Ok(None) };
+    items.map(|item| Ok(item?.str()?.to_str()?.to_owned())).collect::<PyResult<_>>().map(Some)
+}
+
 impl EngineAdapter {
+    fn add(
+        &mut self,
+        request_id: &Bound<'_, PyString>,
+        program: Option<u64>,
+        session: Option<&str>,
+        parents: &[&str],
+        request: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<core::Arrival> {
+        let handle = match request {
+            Some(request) => Handle::Request(PyWeakrefReference::new(request)?.unbind()),
+            None => Handle::Id(request_id.clone().unbind()),
+        };
+        let arrival = self.inner.add_request(request_id.to_str()?, program, session, parents).map_err(CoreErr::from)?;
+        self.requests.insert(arrival.call, handle);
+        Ok(arrival)
+    }
+
     fn requests_of(&self, py: Python<'_>, calls: &[u64]) -> Requests {
         calls.iter().filter_map(|call| self.requests.get(call)?.get(py)).collect()
     }
@@ -56,14 +102,17 @@ impl EngineAdapter {
 #[pymethods]
 impl EngineAdapter {
     #[new]
-    #[pyo3(signature = (scheduler, session_programs, solo_programs, prefill_tokens_per_unit, session_memory=65536, parent_memory=65536))]
+    #[pyo3(signature = (scheduler, session_programs, solo_programs, prefill_tokens_per_unit, session_memory=65536, parent_memory=65536, extra_args_keys=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         scheduler: Py<Scheduler>,
         session_programs: u64,
         solo_programs: u64,
         prefill_tokens_per_unit: f64,
         session_memory: usize,
         parent_memory: usize,
+        extra_args_keys: Option<(String, String, String)>,
     ) -> CoreResult<Self> {
         let config = core::AdapterConfig {
             session_programs,
@@ -72,7 +121,12 @@ impl EngineAdapter {
             parent_memory,
             prefill_tokens_per_unit,
         };
-        Ok(EngineAdapter { inner: core::EngineAdapter::new(config)?, scheduler, requests: FxHashMap::default() })
+        let keys = extra_args_keys.map(|(program, session, parents)| ExtraArgsKeys {
+            program: PyString::intern(py, &program).unbind(),
+            session: PyString::intern(py, &session).unbind(),
+            parents: PyString::intern(py, &parents).unbind(),
+        });
+        Ok(EngineAdapter { inner: core::EngineAdapter::new(config)?, scheduler, requests: FxHashMap::default(), keys })
     }
 
     #[getter]
@@ -115,16 +169,63 @@ impl EngineAdapter {
         parents: Vec<PyBackedStr>,
         request: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(u64, u64, bool)> {
-        let handle = match request {
-            Some(request) => Handle::Request(PyWeakrefReference::new(request)?.unbind()),
-            None => Handle::Id(request_id.clone().unbind()),
-        };
-        let arrival = self
-            .inner
-            .add_request(request_id.to_str()?, program_id, session, &strs(&parents))
-            .map_err(CoreErr::from)?;
-        self.requests.insert(arrival.call, handle);
+        let arrival = self.add(request_id, program_id, session, &strs(&parents), request)?;
         Ok((arrival.call, arrival.program, arrival.new_session))
+    }
+
+    /// `add_request` for a vLLM `Request`, read here in one crossing: its id, `session_id`, and
+    /// the program, session and parents its `extra_args` name under `extra_args_keys`.
+    fn add_vllm_request(
+        &mut self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+    ) -> PyResult<(u64, Option<String>, Vec<String>)> {
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("add_vllm_request needs the adapter built with extra_args_keys"))?;
+        let (program_key, session_key, parents_key) =
+            (keys.program.clone_ref(py), keys.session.clone_ref(py), keys.parents.clone_ref(py));
+        let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
+        let params = request.getattr(intern!(py, "sampling_params"))?;
+        let args =
+            if params.is_none() { None } else { params.getattr(intern!(py, "extra_args"))?.cast_into::<PyDict>().ok() };
+        let arg = |key: &Py<PyString>| match &args {
+            Some(args) => args.get_item(key.bind(py)).map(|value| value.filter(|v| !v.is_none())),
+            None => Ok(None),
+        };
+        let mut ignored = Vec::new();
+        let limit = self.inner.config().session_programs;
+        let program = match arg(&program_key)? {
+            Some(given) => {
+                let program = client_program(&given, limit);
+                if program.is_none() {
+                    ignored.push(format!("program id {} (expected an int in [0, {limit}))", given.repr()?));
+                }
+                program
+            }
+            None => None,
+        };
+        let session_id = request.getattr(intern!(py, "session_id"))?;
+        let session = if session_id.is_truthy()? { Some(session_id) } else { arg(&session_key)? };
+        let session: Option<PyBackedStr> = match session.map(|s| s.cast_into::<PyString>()) {
+            Some(Ok(session)) => Some(session.try_into()?),
+            _ => None,
+        };
+        let parents = match arg(&parents_key)? {
+            Some(given) if given.is_truthy()? => parent_ids(&given)?.unwrap_or_else(|| {
+                ignored.push(format!(
+                    "parents {} (expected a list of request ids)",
+                    given.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ));
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+        let arrival = self.add(&request_id, program, session.as_deref(), &parents, Some(request))?;
+        let new_session = arrival.new_session.then(|| session.as_deref().unwrap_or_default().to_owned());
+        Ok((arrival.program, new_session, ignored))
     }
 
     fn free_request(&mut self, request_id: &str) -> bool {
@@ -151,6 +252,8 @@ impl EngineAdapter {
         self.inner.ran_requests(&strs(&request_ids), work)
     }
 
+    /// Returns how far the step moved the engine's clock and, under own-work crediting, the
+    /// scheduler's (`step_units`, `mean_call_units`), so the plug-in does no arithmetic of its own.
     #[pyo3(signature = (scheduled, total_tokens, whole_batch_possible=false))]
     fn ran_tokens(
         &mut self,
@@ -158,15 +261,24 @@ impl EngineAdapter {
         scheduled: &Bound<'_, PyDict>,
         total_tokens: u64,
         whole_batch_possible: bool,
-    ) -> PyResult<()> {
-        let whole_batch =
-            whole_batch_possible && self.inner.counts_match(&self.scheduler.borrow(py).inner, scheduled.len());
-        if whole_batch && total_tokens == scheduled.len() as u64 {
+    ) -> PyResult<(f64, f64)> {
+        let calls = scheduled.len();
+        let config = self.inner.config();
+        let clocks =
+            (config.step_units(total_tokens, calls as u64), config.mean_call_units(total_tokens, calls as u64));
+        let whole_batch = whole_batch_possible && self.inner.counts_match(&self.scheduler.borrow(py).inner, calls);
+        if whole_batch && total_tokens == calls as u64 {
             self.inner.ran_all(1.0); // a decode-only step: one token, one unit each
-            return Ok(());
+            return Ok(clocks);
         }
+        // A decode call's count is the interpreter's one cached 1: telling it by identity skips
+        // converting most of the batch's counts.
+        let one = 1u64.into_pyobject(py)?;
         let mut named: Vec<(PyBackedStr, u64)> = Vec::new();
         for (request, tokens) in scheduled.iter() {
+            if whole_batch && tokens.is(&one) {
+                continue;
+            }
             let tokens: u64 = tokens.extract()?;
             if !whole_batch || tokens > 1 {
                 named.push((request.extract()?, tokens));
@@ -178,7 +290,7 @@ impl EngineAdapter {
         } else {
             self.inner.ran_tokens(named);
         }
-        Ok(())
+        Ok(clocks)
     }
 
     fn apply(&mut self, py: Python<'_>, now: f64) -> Vec<String> {
