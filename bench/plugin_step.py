@@ -328,7 +328,7 @@ def run_once(
     result.added = built = population
     # Built ahead, untimed: at most B calls finish in a step.
     ready: deque[Any] = deque()
-    stats = getattr(scheduler, "autellix_stats", None)
+    has_stats = hasattr(scheduler, "autellix_stats")  # read anew each time: a property now
     before: dict[str, float] = {}
     gc.collect()
     perf_counter_ns = time.perf_counter_ns
@@ -372,16 +372,16 @@ def run_once(
 
     for _ in range(warmup_steps):
         step(arrivals=True, timed=False)
-    if stats is not None:
-        before = dict(stats)
+    if has_stats:
+        before = dict(scheduler.autellix_stats)
     if on_timed is not None:
         on_timed()
     for _ in range(steps):
         step(arrivals=True, timed=True)
         if after_timed_step is not None:
             after_timed_step()
-    if stats is not None:
-        result.plugin = {k: v - before.get(k, 0.0) for k, v in stats.items()}
+    if has_stats:
+        result.plugin = {k: v - before.get(k, 0.0) for k, v in scheduler.autellix_stats.items()}
     if drain:
         for _ in range(max_drain_steps):
             if not scheduler.has_requests():

@@ -1,11 +1,12 @@
-"""The preemption cost guard's rule, on numbers the test chooses (the engine-level scenario is in
-test_vllm_scheduler.py)."""
+"""The preemption cost guard's rule (`autellix_core.PreemptionGuard`, the plug-in's own in Rust), on
+numbers the test chooses (the engine-level scenario is in test_vllm_scheduler.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from autellix.vllm.preemption_guard import PreemptionGuard, recompute_tokens
+from autellix_core import PreemptionGuard, recompute_tokens
+
 from autellix.work_units import PREFILL_TOKENS_PER_UNIT as P
 
 
@@ -16,14 +17,14 @@ def test_recompute_is_the_partial_block_when_cached_else_everything():
 
 
 def test_nothing_is_protected_before_a_slot_wait_was_measured():
-    guard = PreemptionGuard()
+    guard = PreemptionGuard(P)
     assert guard.protected([(1, 10_000)], block_size=32, cached=False) == []
     guard.observe_completions(1, 10.0, batch_full=True)  # the first completion: no interval yet
     assert guard.slot_wait is None
 
 
 def test_a_preemption_that_does_not_pay_is_skipped_and_one_that_pays_is_not():
-    guard = PreemptionGuard()
+    guard = PreemptionGuard(P)
     guard.observe_completions(1, 10.0, batch_full=True)
     guard.observe_completions(1, 14.0, batch_full=True)  # a slot frees every 4 units
     assert guard.slot_wait == pytest.approx(4.0)
@@ -34,7 +35,7 @@ def test_a_preemption_that_does_not_pay_is_skipped_and_one_that_pays_is_not():
 
 
 def test_the_wait_is_a_running_mean_of_full_batch_intervals():
-    guard = PreemptionGuard()
+    guard = PreemptionGuard(P)
     guard.observe_completions(1, 0.0, batch_full=True)
     guard.observe_completions(2, 8.0, batch_full=True)  # two slots in 8 units: 4 each
     assert guard.slot_wait == pytest.approx(4.0)
@@ -46,14 +47,14 @@ def test_the_wait_is_a_running_mean_of_full_batch_intervals():
 
 
 def test_a_disabled_guard_protects_nothing():
-    guard = PreemptionGuard(enabled=False)
+    guard = PreemptionGuard(P, enabled=False)
     guard.observe_completions(1, 0.0, batch_full=True)
     guard.observe_completions(1, 1.0, batch_full=True)
     assert guard.protected([(1, 10_000)], block_size=32, cached=False) == []
 
 
 def test_the_pass_over_the_batch_is_skipped_only_when_nothing_could_be_protected():
-    guard = PreemptionGuard()
+    guard = PreemptionGuard(P)
     assert not guard.may_protect(block_size=32, cached=False)  # no wait measured yet
     guard.observe_completions(1, 10.0, batch_full=True)
     guard.observe_completions(1, 10.0 + 31 / P, batch_full=True)  # a slot frees every 31 tokens' worth

@@ -364,7 +364,7 @@ def test_a_preemption_whose_recompute_costs_more_than_the_wait_is_skipped():
     assert unguarded.autellix_stats["priority_preemptions"] >= 1  # the heavy call is swapped out
 
     guarded, outputs = _guard_scenario(guard=True)
-    assert guarded.guard.slot_wait is not None and guarded.guard.slot_wait < 896 / PREFILL_TOKENS_PER_UNIT
+    assert guarded.hooks.slot_wait is not None and guarded.hooks.slot_wait < 896 / PREFILL_TOKENS_PER_UNIT
     assert guarded.autellix_stats["protected_call_steps"] >= 1
     assert guarded.autellix_stats["priority_preemptions"] == 0
     assert {rid: len(t) for rid, t in outputs.items()} == {rid: len(t) for rid, t in unguarded_outputs.items()}

@@ -8,12 +8,15 @@ from autellix_core._core import (
     EngineAdapter,
     InvalidArgumentError,
     LoadBalancer,
+    PreemptionGuard,
     Scheduler,
     SchedulerError,
     UnknownCallError,
     UnknownParentError,
     UnknownProgramError,
+    VllmHooks,
     __version__,
+    recompute_tokens,
 )
 
 __all__ = [
@@ -24,10 +27,13 @@ __all__ = [
     "EngineAdapter",
     "InvalidArgumentError",
     "LoadBalancer",
+    "PreemptionGuard",
     "Scheduler",
     "SchedulerError",
     "UnknownCallError",
     "UnknownParentError",
     "UnknownProgramError",
+    "VllmHooks",
     "__version__",
+    "recompute_tokens",
 ]

@@ -26,12 +26,15 @@ __all__ = [
     "EngineAdapter",
     "InvalidArgumentError",
     "LoadBalancer",
+    "PreemptionGuard",
     "Scheduler",
     "SchedulerError",
     "UnknownCallError",
     "UnknownParentError",
     "UnknownProgramError",
+    "VllmHooks",
     "__version__",
+    "recompute_tokens",
 ]
 
 PolicyName = Literal["fcfs", "mlfq", "plas", "atlas"]
@@ -323,6 +326,82 @@ class LoadBalancer:
     def short_call_tokens(self) -> int: ...
     @property
     def policy(self) -> BalancerPolicyName: ...
+
+@final
+class PreemptionGuard:
+    """Preemption that pays for itself: vLLM preempts by recompute, so a running call whose
+    recompute takes more engine work than the expected wait for the next free slot is protected.
+    The wait is measured: a running mean of the engine work between completions while the batch
+    is full. Before the first measurement nothing is protected. The vLLM plug-in's own guard
+    (inside `VllmHooks`), here alone for tests and experiments."""
+
+    def __new__(cls, prefill_tokens_per_unit: float, enabled: bool = True) -> Self: ...
+    @property
+    def slot_wait(self) -> float | None:
+        """Mean engine work between completions while the batch was full."""
+    @property
+    def enabled(self) -> bool: ...
+    def may_protect(self, block_size: int, cached: bool) -> bool:
+        """Whether any call could be protected now: not when every recompute is a partial block
+        (`cached`: the prefix cache keeps full blocks) costing less than the wait."""
+    def observe_completions(self, count: int, work_clock: float, batch_full: bool) -> None:
+        """`count` calls finished at `work_clock`; intervals count only while the batch was full."""
+    def protected(self, running: Iterable[tuple[Any, int]], block_size: int, cached: bool) -> list[Any]:
+        """The keys among `running` (key, computed tokens) whose recompute costs more than waiting."""
+
+def recompute_tokens(computed_tokens: int, block_size: int, cached: bool) -> int:
+    """Tokens a call preempted now would prefill again: its partial last block if the prefix
+    cache keeps the full ones (`cached`), else all of them."""
+
+@final
+class VllmHooks:
+    """What the vLLM plug-in does in each engine step, one call per hook, over an `EngineAdapter`
+    (`autellix.vllm.scheduler`): `begin(scheduler)` before vLLM's `schedule()`, `end(scheduler)`
+    after it, `ran(scheduler_output)` before vLLM's `update_from_output`. They read vLLM's
+    `Scheduler` (`max_num_active_reqs`, `num_waiting_for_streaming_input`, `finished_req_ids`,
+    `requests`, `running`, `kv_cache_manager.usage`) and `SchedulerOutput`
+    (`num_scheduled_tokens`, `total_num_scheduled_tokens`), keep the clocks (engine work units)
+    and the preemption guard. `whole_batch_possible`: vLLM runs only what the scheduler admitted
+    (sync scheduling, no KV connector); `counts_suffice`: no KV connector starts requests of its
+    own; `cache_room`: KV usage below which a preempted call's full blocks stay cached."""
+
+    def __new__(
+        cls,
+        adapter: EngineAdapter,
+        block_size: int,
+        *,
+        preemption_guard: bool = True,
+        own_work_credit: bool = True,
+        whole_batch_possible: bool = False,
+        counts_suffice: bool = True,
+        prefix_caching: bool = True,
+        cache_room: float = 0.9,
+    ) -> Self: ...
+    @property
+    def work_clock(self) -> float:
+        """The engine's work so far, in units."""
+    @property
+    def core_clock(self) -> float:
+        """The scheduler's time: the work its calls are credited (the step's, or the mean call's
+        under own-work crediting)."""
+    @property
+    def slot_wait(self) -> float | None:
+        """The guard's measured wait for a free slot."""
+    def reuse(self, request_id: str) -> None:
+        """vLLM gave a request id it freed since its last step to a new request: the old call is
+        freed now and the new one stays live at the next step."""
+    def begin(self, scheduler: Any) -> tuple[list[Any], list[Any], list[str]]:
+        """Frees, the step's news, the guard, the decision: (requests to admit, most urgent
+        first; requests to preempt; what the scheduler refused, for the log)."""
+    def end(self, scheduler: Any) -> int:
+        """Hands back every call the scheduler counts as running that vLLM does not run; returns
+        how many."""
+    def ran(self, scheduler_output: Any) -> None:
+        """The step vLLM ran: the clocks move and its calls are credited."""
+    def catch_up(self, scheduler: Any) -> list[str]:
+        """What an idle engine would tell the scheduler at its next step, told now (snapshots)."""
+    def stats(self) -> dict[str, float]:
+        """steps, core_seconds (in `begin`), requeued, protected_call_steps."""
 
 class SchedulerError(Exception):
     """Base class of the errors of autellix_core."""

@@ -29,7 +29,8 @@ class AdmissionQueue(RequestQueue):
 
     def set_admissions(self, requests: list[Request]) -> None:
         """The requests vLLM may admit this step, most urgent first (those waiting here)."""
-        self._admit = [r for r in reversed(requests) if r.request_id in self]
+        arrived, front = self._arrived, self._front
+        self._admit = [r for r in reversed(requests) if r.request_id in arrived or r.request_id in front]
 
     def clear_admissions(self) -> None:
         """End of the step: forget admissions vLLM did not take. (The scheduler hands back to

@@ -1,12 +1,13 @@
 """Autellix as vLLM V1's scheduler: `--scheduler-cls autellix.vllm.scheduler.AutellixScheduler`.
 
 The Rust side (`autellix_core.EngineAdapter` over `autellix_core.Scheduler`) keeps every map
-between vLLM's request ids, the core's call ids and program ids, and each live call's `Request`.
-It hears of each arrival as it happens and of departures from vLLM's own record of the requests
-it freed since its last step (`Scheduler.finished_req_ids`, read before it is reset); each engine
-step it applies what happened since the last one (which calls ran and for how long, which
-finished, which arrived) and answers, as `Request` objects, which waiting calls to admit, in
-order, and which running calls to preempt. vLLM's
+between vLLM's request ids, the core's call ids and program ids, and each live call's `Request`;
+`autellix_core.VllmHooks` does each hook's work in one call: the clocks, the preemption guard,
+crediting and hand-backs. It hears of each arrival as it happens and of departures from vLLM's
+own record of the requests it freed since its last step (`Scheduler.finished_req_ids`, read
+before it is reset); each engine step it applies what happened since the last one (which calls
+ran and for how long, which finished, which arrived) and answers, as `Request` objects, which
+waiting calls to admit, in order, and which running calls to preempt. vLLM's
 own `schedule()` then does the rest (token budget, KV blocks, prefix cache, chunked prefill):
 preempted calls are recomputed from the prefix cache, the way vLLM preempts under KV pressure.
 After vLLM's `schedule()`, every call the core counts as running that vLLM does not run goes back
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import autellix_core
@@ -49,9 +49,8 @@ from autellix.contract import (
     THREAD_KEY,
 )
 from autellix.vllm.admission_queue import AdmissionQueue
-from autellix.vllm.preemption_guard import PreemptionGuard
 from autellix.vllm.settings import AutellixSettings
-from autellix.work_units import PREFILL_TOKENS_PER_UNIT, step_units
+from autellix.work_units import PREFILL_TOKENS_PER_UNIT
 
 # A child of vLLM's logger: inside vLLM's processes our lines go out through its handler, tagged
 # with the process like vLLM's own.
@@ -114,24 +113,40 @@ class _AutellixMixin(_MixinBase):
         self.waiting = self.admission
         # A KV connector starts requests holding KV blocks from a queue of its own, so counts
         # alone no longer tell whether vLLM runs exactly what the core admitted.
-        self._counts_suffice = connector is None
-        # Whether every running call can have run in a step (the counts then tell): with sync
-        # scheduling and no KV connector, vLLM runs only what the core admitted.
-        self._whole_batch_possible = not self._name_calls_that_ran and self._counts_suffice
-        self._own_work_credit = self.autellix_settings.own_work_credit
-        # Ids vLLM freed since its last step that a new request was given since (rare): that one
-        # is live, though the id is in vLLM's record of freed requests.
-        self._reused_ids: set[str] = set()
-        # Clocks in engine work units (autellix.work_units), the same on any hardware and only
-        # advanced by steps this engine ran, so tests and decisions are reproducible. The engine's
-        # work paces the guard; the core runs on the work its calls are credited: the step's under
-        # step crediting, the mean call's under own-work crediting, so waiting and attained
-        # service stay in one unit for the anti-starvation ratio.
-        self.work_clock = 0.0
-        self.core_clock = 0.0
-        self.guard = PreemptionGuard(enabled=self.autellix_settings.preemption_guard)
-        self._batch_was_full = False
-        self.autellix_stats: dict[str, float] = defaultdict(float)
+        counts_suffice = connector is None
+        # The step's work in Rust, one crossing a hook: frees, the preemption guard, the decision,
+        # hand-backs, crediting, and the clocks. The clocks are in engine work units
+        # (autellix.work_units), the same on any hardware and only advanced by steps this engine
+        # ran, so tests and decisions are reproducible. The engine's work paces the guard; the core
+        # runs on the work its calls are credited (the step's under step crediting, the mean
+        # call's under own-work crediting), so waiting and attained service share one unit for the
+        # anti-starvation ratio. Counts tell whether every running call ran in a step only with
+        # sync scheduling and no KV connector: then vLLM runs only what the core admitted.
+        self.hooks = autellix_core.VllmHooks(
+            self.adapter,
+            self.block_size,
+            preemption_guard=self.autellix_settings.preemption_guard,
+            own_work_credit=self.autellix_settings.own_work_credit,
+            whole_batch_possible=not self._name_calls_that_ran and counts_suffice,
+            counts_suffice=counts_suffice,
+            prefix_caching=bool(self.cache_config.enable_prefix_caching),
+            cache_room=CACHE_ROOM,
+        )
+        self._priority_preemptions = 0
+
+    @property
+    def autellix_stats(self) -> dict[str, float]:
+        """The plug-in's counters: steps, core_seconds (its time in Rust before vLLM's
+        `schedule()`), requeued, protected_call_steps, priority_preemptions, rejected_batches."""
+        return {**self.hooks.stats(), **self.adapter.stats(), "priority_preemptions": self._priority_preemptions}
+
+    @property
+    def work_clock(self) -> float:
+        return self.hooks.work_clock
+
+    @property
+    def core_clock(self) -> float:
+        return self.hooks.core_clock
 
     def call_id(self, request_id: str) -> int | None:
         """The core's id for a request (the id given to vLLM or vLLM's internal one)."""
@@ -142,8 +157,8 @@ class _AutellixMixin(_MixinBase):
         this engine knows (others are absent)."""
         # An idle engine has no next step: tell the core now what it would hear then, or its
         # last calls would show as running forever.
-        self._free_finished()
-        self._apply(self.core_clock)
+        if refused := self.hooks.catch_up(self):
+            _log_refused(refused)
         programs = {}
         for program_id in program_ids:
             try:
@@ -160,7 +175,7 @@ class _AutellixMixin(_MixinBase):
             # once; the core hears of it at the next step.
             "engine_requests": sum(self.get_request_counts()),
             "stats": dict(self.core.stats()),
-            "plugin": {**self.autellix_stats, **self.adapter.stats()},
+            "plugin": self.autellix_stats,
             "programs": programs,
         }
 
@@ -183,8 +198,7 @@ class _AutellixMixin(_MixinBase):
         if is_update or request_id not in self.requests:
             return  # a streaming update of a live request, not a new call
         if request_id in self.finished_req_ids:  # the id of a request freed since the last step
-            self.adapter.free_requests((request_id,))
-            self._reused_ids.add(request_id)
+            self.hooks.reuse(request_id)
         # The program-id rules of the module docstring, applied in Rust.
         program_id, new_session, ignored = self.adapter.add_vllm_request(request)
         for what in ignored:
@@ -195,71 +209,16 @@ class _AutellixMixin(_MixinBase):
     # -- each step ---------------------------------------------------------------------------
 
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
-        now = self.core_clock
-        started = time.perf_counter()
-        capacity = max(self.max_num_active_reqs - self.num_waiting_for_streaming_input, 0)
-        if self.finished_req_ids:  # vLLM freed requests since its last step
-            finished = self._free_finished()
-            self.guard.observe_completions(finished, self.work_clock, self._batch_was_full)
-        cached = self.cache_config.enable_prefix_caching and self.kv_cache_manager.usage < CACHE_ROOM
-        if self.guard.may_protect(self.block_size, cached):
-            self._apply(now)  # which calls to protect is judged on the state after this step's news
-            admit, preempt = self.adapter.decide(now, capacity, self._protected(cached))
-        else:  # the usual step: one crossing
-            admit, preempt, refused = self.adapter.step(now, capacity)
-            if refused:
-                _log_refused(refused)
+        admit, preempt, refused = self.hooks.begin(self)
+        if refused:
+            _log_refused(refused)
         if preempt:
             self._preempt_for_priority(preempt)
         self.admission.set_admissions(admit)
-        self.autellix_stats["core_seconds"] += time.perf_counter() - started
-
         output = super().schedule(throttle_prefills)
-
         self.admission.clear_admissions()
-        if self._reused_ids:  # vLLM's record of freed requests starts afresh
-            self._reused_ids.clear()
-        self._requeue_not_running()
-        self._batch_was_full = len(self.running) >= capacity
-        self.autellix_stats["steps"] += 1
+        self.hooks.end(self)
         return output
-
-    def _free_finished(self) -> int:
-        """Tells the adapter of the requests vLLM freed since its last step; returns how many
-        finished calls the core will hear of at the next apply."""
-        freed = self.finished_req_ids
-        if self._reused_ids:
-            requests = self.requests
-            alive = {rid for rid in self._reused_ids if rid in requests and not requests[rid].is_finished()}
-            freed = freed - alive
-        return self.adapter.free_requests(freed)
-
-    def _apply(self, now: float) -> None:
-        if refused := self.adapter.apply(now):
-            _log_refused(refused)
-
-    def _requeue_not_running(self) -> None:
-        """Hand back to the core every call it counts as running that vLLM does not run, whatever
-        the reason: vLLM pops a call whose start it puts off (grammar still compiling, KV transfer
-        or streaming input pending) and prepends it to the queue again, so the call looks taken;
-        left counted as running, the core would never admit it again and it would wait forever.
-        vLLM runs only what the core admitted, so equal counts mean there is nothing to hand back."""
-        if self._counts_suffice and self.adapter.counts_match(len(self.running)):
-            return
-        back = self.adapter.requeue_all_but([r.request_id for r in self.running], self.core_clock)
-        self.autellix_stats["requeued"] += back
-
-    def _protected(self, cached: bool) -> list[str]:
-        """Running requests whose recompute would cost more than waiting for a free slot (see
-        preemption_guard). Their full KV blocks survive a preemption only in the prefix cache
-        (`cached`: while the cache has room to spare). Choosing them costs a pass over the batch,
-        so it is skipped when no swap can happen. Call after `_apply`."""
-        if not self.adapter.may_swap():
-            return []
-        running = [(request.request_id, request.num_computed_tokens) for request in self.running]
-        protected = self.guard.protected(running, self.block_size, cached)
-        self.autellix_stats["protected_call_steps"] += len(protected)
-        return protected
 
     def _preempt_for_priority(self, requests: list[Request]) -> None:
         victims = [r for r in requests if r.status == RequestStatus.RUNNING]
@@ -267,24 +226,10 @@ class _AutellixMixin(_MixinBase):
         now = time.monotonic()  # vLLM's own event time stamps
         for request in victims:
             self._preempt_request(request, now)  # frees KV, prepends to waiting, tells workers
-        self.autellix_stats["priority_preemptions"] += len(victims)
+        self._priority_preemptions += len(victims)
 
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
-        scheduled = scheduler_output.num_scheduled_tokens
-        if scheduled and self._own_work_credit:
-            total = scheduler_output.total_num_scheduled_tokens
-            work, mean_call_work = self.adapter.ran_tokens(scheduled, total, self._whole_batch_possible)
-            self.work_clock += work
-            self.core_clock += mean_call_work
-        elif scheduled:  # each call is credited the step's work
-            total, calls = scheduler_output.total_num_scheduled_tokens, len(scheduled)
-            work = step_units(total, calls)
-            self.work_clock += work
-            self.core_clock += work
-            if self._whole_batch_possible and self.adapter.counts_match(calls):
-                self.adapter.ran_all(work)
-            else:
-                self.adapter.ran_requests(list(scheduled), work)
+        self.hooks.ran(scheduler_output)
         return super().update_from_output(scheduler_output, model_runner_output)
 
 

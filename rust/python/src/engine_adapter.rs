@@ -47,7 +47,7 @@ impl Handle {
 }
 
 /// Requests as their calls were added (see `Handle`).
-type Requests = Vec<Py<PyAny>>;
+pub(crate) type Requests = Vec<Py<PyAny>>;
 
 fn strs(ids: &[PyBackedStr]) -> Vec<&str> {
     ids.iter().map(|id| &**id).collect()
@@ -72,6 +72,39 @@ fn parent_ids(given: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
 }
 
 impl EngineAdapter {
+    pub(crate) fn config(&self) -> &core::AdapterConfig {
+        self.inner.config()
+    }
+
+    /// Forgets a freed request; true if it was one of ours.
+    pub(crate) fn free(&mut self, request_id: &str) -> bool {
+        self.inner.free_request(request_id).is_some_and(|call| self.requests.remove(&call).is_some())
+    }
+
+    pub(crate) fn num_finished_pending_calls(&self) -> usize {
+        self.inner.num_finished_pending()
+    }
+
+    pub(crate) fn ran_request_ids(&mut self, request_ids: &[&str], work: f64) {
+        self.inner.ran_requests(request_ids, work)
+    }
+
+    pub(crate) fn decide_requests(
+        &mut self,
+        py: Python<'_>,
+        now: f64,
+        capacity: usize,
+        protected: &[&str],
+    ) -> CoreResult<(Requests, Requests)> {
+        let mut scheduler = self.scheduler.borrow_mut(py);
+        let decision = self.inner.decide_calls(&mut scheduler.inner, now, capacity, protected)?;
+        Ok(self.decision(py, decision))
+    }
+
+    pub(crate) fn requeue_all_but_requests(&mut self, py: Python<'_>, running: &[&str], now: f64) -> CoreResult<usize> {
+        Ok(self.inner.requeue_all_but(&mut self.scheduler.borrow_mut(py).inner, running, now)?)
+    }
+
     fn add(
         &mut self,
         request_id: &Bound<'_, PyString>,
@@ -153,7 +186,7 @@ impl EngineAdapter {
         self.inner.num_running(&self.scheduler.borrow(py).inner)
     }
 
-    fn counts_match(&self, py: Python<'_>, engine_running: usize) -> bool {
+    pub(crate) fn counts_match(&self, py: Python<'_>, engine_running: usize) -> bool {
         self.inner.counts_match(&self.scheduler.borrow(py).inner, engine_running)
     }
 
@@ -229,7 +262,7 @@ impl EngineAdapter {
     }
 
     fn free_request(&mut self, request_id: &str) -> bool {
-        self.inner.free_request(request_id).is_some_and(|call| self.requests.remove(&call).is_some())
+        self.free(request_id)
     }
 
     /// Frees every request named (vLLM's set of the requests it freed since its last step);
@@ -237,25 +270,23 @@ impl EngineAdapter {
     fn free_requests(&mut self, request_ids: &Bound<'_, PyAny>) -> PyResult<usize> {
         for request_id in request_ids.try_iter()? {
             let request_id = request_id?;
-            if let Some(call) = self.inner.free_request(request_id.cast::<PyString>()?.to_str()?) {
-                self.requests.remove(&call);
-            }
+            self.free(request_id.cast::<PyString>()?.to_str()?);
         }
         Ok(self.inner.num_finished_pending())
     }
 
-    fn ran_all(&mut self, work: f64) {
+    pub(crate) fn ran_all(&mut self, work: f64) {
         self.inner.ran_all(work)
     }
 
     fn ran_requests(&mut self, request_ids: Vec<PyBackedStr>, work: f64) {
-        self.inner.ran_requests(&strs(&request_ids), work)
+        self.ran_request_ids(&strs(&request_ids), work)
     }
 
     /// Returns how far the step moved the engine's clock and, under own-work crediting, the
     /// scheduler's (`step_units`, `mean_call_units`), so the plug-in does no arithmetic of its own.
     #[pyo3(signature = (scheduled, total_tokens, whole_batch_possible=false))]
-    fn ran_tokens(
+    pub(crate) fn ran_tokens(
         &mut self,
         py: Python<'_>,
         scheduled: &Bound<'_, PyDict>,
@@ -293,18 +324,23 @@ impl EngineAdapter {
         Ok(clocks)
     }
 
-    fn apply(&mut self, py: Python<'_>, now: f64) -> Vec<String> {
+    pub(crate) fn apply(&mut self, py: Python<'_>, now: f64) -> Vec<String> {
         self.inner.apply(&mut self.scheduler.borrow_mut(py).inner, now)
     }
 
-    fn step(&mut self, py: Python<'_>, now: f64, capacity: usize) -> CoreResult<(Requests, Requests, Vec<String>)> {
+    pub(crate) fn step(
+        &mut self,
+        py: Python<'_>,
+        now: f64,
+        capacity: usize,
+    ) -> CoreResult<(Requests, Requests, Vec<String>)> {
         let mut scheduler = self.scheduler.borrow_mut(py);
         let (decision, refused) = self.inner.step_calls(&mut scheduler.inner, now, capacity)?;
         let (admit, preempt) = self.decision(py, decision);
         Ok((admit, preempt, refused))
     }
 
-    fn may_swap(&self, py: Python<'_>) -> bool {
+    pub(crate) fn may_swap(&self, py: Python<'_>) -> bool {
         self.scheduler.borrow_mut(py).inner.may_swap()
     }
 
@@ -316,13 +352,11 @@ impl EngineAdapter {
         capacity: usize,
         protected: Vec<PyBackedStr>,
     ) -> CoreResult<(Requests, Requests)> {
-        let mut scheduler = self.scheduler.borrow_mut(py);
-        let decision = self.inner.decide_calls(&mut scheduler.inner, now, capacity, &strs(&protected))?;
-        Ok(self.decision(py, decision))
+        self.decide_requests(py, now, capacity, &strs(&protected))
     }
 
     fn requeue_all_but(&mut self, py: Python<'_>, running_requests: Vec<PyBackedStr>, now: f64) -> CoreResult<usize> {
-        Ok(self.inner.requeue_all_but(&mut self.scheduler.borrow_mut(py).inner, &strs(&running_requests), now)?)
+        self.requeue_all_but_requests(py, &strs(&running_requests), now)
     }
 
     fn end_program(&mut self, py: Python<'_>, program_id: u64) -> bool {

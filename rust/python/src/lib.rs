@@ -3,6 +3,7 @@
 //! become the exception classes below, and nothing in the core panics on bad input.
 
 mod engine_adapter;
+mod vllm_hooks;
 
 use autellix_sched as core;
 use pyo3::create_exception;
@@ -404,6 +405,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decision>()?;
     m.add_class::<LoadBalancer>()?;
     m.add_class::<engine_adapter::EngineAdapter>()?;
+    m.add_class::<vllm_hooks::VllmHooks>()?;
+    m.add_class::<vllm_hooks::PyPreemptionGuard>()?;
+    m.add_function(wrap_pyfunction!(vllm_hooks::recompute_tokens, m)?)?;
     m.add("SchedulerError", py.get_type::<SchedulerError>())?;
     m.add("UnknownCallError", py.get_type::<UnknownCallError>())?;
     m.add("DuplicateCallError", py.get_type::<DuplicateCallError>())?;

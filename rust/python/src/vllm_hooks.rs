@@ -1,0 +1,324 @@
+//! `autellix_core.VllmHooks`: what the vLLM plug-in does in each engine step, in one crossing per
+//! hook. The plug-in (`autellix.vllm.scheduler`) overrides vLLM's `Scheduler.schedule` and
+//! `update_from_output` and calls `begin` and `end` around vLLM's `schedule()`, and `ran` before
+//! vLLM's `update_from_output`. Here they read what vLLM did (the requests it freed, KV cache
+//! usage, the batch it runs), keep the engine's and the scheduler's clocks and the preemption
+//! guard, and drive the `EngineAdapter`. The vLLM attributes read are listed on each method; the
+//! plug-in checks the vLLM version it runs on.
+//!
+//! `autellix_core.PreemptionGuard` is the guard alone, for tests and experiments.
+
+use std::time::Instant;
+
+use autellix_sched as core;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
+use rustc_hash::FxHashSet;
+
+use crate::engine_adapter::{EngineAdapter, Requests};
+
+/// See the module documentation.
+#[pyclass(module = "autellix_core")]
+pub struct VllmHooks {
+    adapter: Py<EngineAdapter>,
+    guard: core::PreemptionGuard,
+    block_size: u64,
+    own_work_credit: bool,
+    whole_batch_possible: bool,
+    counts_suffice: bool,
+    prefix_caching: bool,
+    cache_room: f64,
+    /// In engine work units (`autellix.work_units`): the engine's work so far, and the
+    /// scheduler's time (the work its calls are credited, so waiting and service share a unit).
+    work_clock: f64,
+    core_clock: f64,
+    capacity: usize,
+    batch_was_full: bool,
+    /// Ids vLLM freed since its last step and gave a new request since (rare): that one is live,
+    /// though the id is in vLLM's record of freed requests.
+    reused: FxHashSet<String>,
+    steps: u64,
+    core_seconds: f64,
+    requeued: u64,
+    protected_call_steps: u64,
+}
+
+impl VllmHooks {
+    /// Frees what vLLM freed since its last step (`Scheduler.finished_req_ids`, `requests`);
+    /// returns how many finished calls the scheduler will hear of.
+    fn free_finished(
+        &self,
+        py: Python<'_>,
+        adapter: &mut EngineAdapter,
+        scheduler: &Bound<'_, PyAny>,
+        freed: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        for request_id in freed.try_iter()? {
+            let request_id = request_id?;
+            let request_id = request_id.cast::<PyString>()?;
+            let id = request_id.to_str()?;
+            if self.reused.contains(id) && is_live(py, scheduler, request_id)? {
+                continue;
+            }
+            adapter.free(id);
+        }
+        Ok(adapter.num_finished_pending_calls())
+    }
+
+    /// The running requests whose recompute costs more than waiting (`Scheduler.running`:
+    /// `request_id`, `num_computed_tokens`). A preempted call's full blocks stay cached while the
+    /// prefix cache has room to spare (`kv_cache_manager.usage`); then only its partial block
+    /// is recomputed, and the pass over the batch is skipped when no partial block costs that much.
+    fn protected<'py>(&self, py: Python<'py>, scheduler: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyString>>> {
+        let cached = self.prefix_caching && {
+            let usage: f64 =
+                scheduler.getattr(intern!(py, "kv_cache_manager"))?.getattr(intern!(py, "usage"))?.extract()?;
+            usage < self.cache_room
+        };
+        let mut protected = Vec::new();
+        if !self.guard.may_protect(self.block_size, cached) {
+            return Ok(protected);
+        }
+        for request in scheduler.getattr(intern!(py, "running"))?.try_iter()? {
+            let request = request?;
+            let computed: u64 = request.getattr(intern!(py, "num_computed_tokens"))?.extract()?;
+            if self.guard.protects(computed, self.block_size, cached) {
+                protected.push(request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?);
+            }
+        }
+        Ok(protected)
+    }
+}
+
+/// Whether vLLM still runs or queues the request of this id.
+fn is_live(py: Python<'_>, scheduler: &Bound<'_, PyAny>, request_id: &Bound<'_, PyString>) -> PyResult<bool> {
+    let requests = scheduler.getattr(intern!(py, "requests"))?.cast_into::<PyDict>()?;
+    match requests.get_item(request_id)? {
+        Some(request) => Ok(!request.call_method0(intern!(py, "is_finished"))?.is_truthy()?),
+        None => Ok(false),
+    }
+}
+
+fn ids<'a>(requests: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
+    requests.iter().map(|r| r.to_str()).collect()
+}
+
+#[pymethods]
+impl VllmHooks {
+    #[new]
+    #[pyo3(signature = (adapter, block_size, *, preemption_guard=true, own_work_credit=true, whole_batch_possible=false, counts_suffice=true, prefix_caching=true, cache_room=0.9))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        adapter: Py<EngineAdapter>,
+        block_size: u64,
+        preemption_guard: bool,
+        own_work_credit: bool,
+        whole_batch_possible: bool,
+        counts_suffice: bool,
+        prefix_caching: bool,
+        cache_room: f64,
+    ) -> Self {
+        let per_unit = adapter.borrow(py).config().prefill_tokens_per_unit;
+        VllmHooks {
+            adapter,
+            guard: core::PreemptionGuard::new(preemption_guard, per_unit),
+            block_size,
+            own_work_credit,
+            whole_batch_possible,
+            counts_suffice,
+            prefix_caching,
+            cache_room,
+            work_clock: 0.0,
+            core_clock: 0.0,
+            capacity: 0,
+            batch_was_full: false,
+            reused: FxHashSet::default(),
+            steps: 0,
+            core_seconds: 0.0,
+            requeued: 0,
+            protected_call_steps: 0,
+        }
+    }
+
+    #[getter]
+    fn work_clock(&self) -> f64 {
+        self.work_clock
+    }
+
+    #[getter]
+    fn core_clock(&self) -> f64 {
+        self.core_clock
+    }
+
+    #[getter]
+    fn slot_wait(&self) -> Option<f64> {
+        self.guard.slot_wait()
+    }
+
+    /// A request id vLLM freed since its last step was given to a new request (`add_request`):
+    /// frees the old call now and keeps the new one live at the next step.
+    fn reuse(&mut self, py: Python<'_>, request_id: &str) {
+        self.adapter.borrow_mut(py).free(request_id);
+        self.reused.insert(request_id.to_owned());
+    }
+
+    /// Before vLLM's `schedule()`: frees, the step's news, the guard, then the scheduler's
+    /// decision, as (requests to admit, most urgent first; requests to preempt; what the
+    /// scheduler refused). Reads `max_num_active_reqs`, `num_waiting_for_streaming_input` and
+    /// `finished_req_ids`; `kv_cache_manager.usage` and `running` only when a swap can happen.
+    fn begin(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<(Requests, Requests, Vec<String>)> {
+        let started = Instant::now();
+        let active: usize = scheduler.getattr(intern!(py, "max_num_active_reqs"))?.extract()?;
+        let streaming: usize = scheduler.getattr(intern!(py, "num_waiting_for_streaming_input"))?.extract()?;
+        let capacity = active.saturating_sub(streaming);
+        self.capacity = capacity;
+        let adapter = self.adapter.clone_ref(py);
+        let mut adapter = adapter.borrow_mut(py);
+        let freed = scheduler.getattr(intern!(py, "finished_req_ids"))?;
+        if freed.is_truthy()? {
+            let finished = self.free_finished(py, &mut adapter, scheduler, &freed)?;
+            self.guard.observe_completions(finished, self.work_clock, self.batch_was_full);
+        }
+        let now = self.core_clock;
+        let refused = adapter.apply(py, now);
+        // Which calls to protect is judged on the state after this step's news, and only when a
+        // swap can happen (else the KV cache's usage is not even read).
+        let protected = if self.guard.enabled() && self.guard.slot_wait().is_some() && adapter.may_swap(py) {
+            self.protected(py, scheduler)?
+        } else {
+            Vec::new()
+        };
+        self.protected_call_steps += protected.len() as u64;
+        let (admit, preempt) = adapter.decide_requests(py, now, capacity, &ids(&protected)?)?;
+        self.core_seconds += started.elapsed().as_secs_f64();
+        Ok((admit, preempt, refused))
+    }
+
+    /// After vLLM's `schedule()`: hands back to the scheduler every call it counts as running
+    /// that vLLM does not run, whatever the reason (no slot, token budget or KV room; a start put
+    /// off). vLLM runs only what the scheduler admitted, so equal counts mean there is nothing to
+    /// hand back. Reads `running`. Returns how many went back.
+    fn end(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.reused.clear(); // vLLM's record of freed requests starts afresh
+        self.steps += 1;
+        let running = scheduler.getattr(intern!(py, "running"))?.cast_into::<PyList>()?;
+        self.batch_was_full = running.len() >= self.capacity;
+        let mut adapter = self.adapter.borrow_mut(py);
+        if self.counts_suffice && adapter.counts_match(py, running.len()) {
+            return Ok(0);
+        }
+        let running_ids: Vec<Bound<'_, PyString>> = running
+            .iter()
+            .map(|request| Ok(request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?))
+            .collect::<PyResult<_>>()?;
+        let back = adapter.requeue_all_but_requests(py, &ids(&running_ids)?, self.core_clock)?;
+        self.requeued += back as u64;
+        Ok(back)
+    }
+
+    /// Before vLLM's `update_from_output`: the step vLLM ran (`num_scheduled_tokens`,
+    /// `total_num_scheduled_tokens` of its `SchedulerOutput`) moves the clocks and is credited,
+    /// each call its own work or, without own-work crediting, the step's.
+    fn ran(&mut self, py: Python<'_>, scheduler_output: &Bound<'_, PyAny>) -> PyResult<()> {
+        let scheduled = scheduler_output.getattr(intern!(py, "num_scheduled_tokens"))?.cast_into::<PyDict>()?;
+        let calls = scheduled.len();
+        if calls == 0 {
+            return Ok(());
+        }
+        let total: u64 = scheduler_output.getattr(intern!(py, "total_num_scheduled_tokens"))?.extract()?;
+        let mut adapter = self.adapter.borrow_mut(py);
+        if self.own_work_credit {
+            let (work, mean_call_work) = adapter.ran_tokens(py, &scheduled, total, self.whole_batch_possible)?;
+            self.work_clock += work;
+            self.core_clock += mean_call_work;
+            return Ok(());
+        }
+        let work = adapter.config().step_units(total, calls as u64);
+        self.work_clock += work;
+        self.core_clock += work;
+        if self.whole_batch_possible && adapter.counts_match(py, calls) {
+            adapter.ran_all(work);
+        } else {
+            let named: Vec<Bound<'_, PyString>> = scheduled
+                .keys()
+                .iter()
+                .map(|k| k.cast_into::<PyString>().map_err(PyErr::from))
+                .collect::<PyResult<_>>()?;
+            adapter.ran_request_ids(&ids(&named)?, work);
+        }
+        Ok(())
+    }
+
+    /// What an idle engine would tell the scheduler at its next step, told now (for snapshots):
+    /// the requests vLLM freed, and the service and arrivals since. Returns what it refused.
+    fn catch_up(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        let adapter = self.adapter.clone_ref(py);
+        let mut adapter = adapter.borrow_mut(py);
+        let freed = scheduler.getattr(intern!(py, "finished_req_ids"))?;
+        self.free_finished(py, &mut adapter, scheduler, &freed)?;
+        Ok(adapter.apply(py, self.core_clock))
+    }
+
+    /// Counters: steps, core_seconds (in `begin`), requeued, protected_call_steps.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = PyDict::new(py);
+        stats.set_item("steps", self.steps)?;
+        stats.set_item("core_seconds", self.core_seconds)?;
+        stats.set_item("requeued", self.requeued)?;
+        stats.set_item("protected_call_steps", self.protected_call_steps)?;
+        Ok(stats)
+    }
+}
+
+/// The preemption guard alone (`autellix_sched::preemption_guard`).
+#[pyclass(module = "autellix_core", name = "PreemptionGuard")]
+pub struct PyPreemptionGuard {
+    inner: core::PreemptionGuard,
+}
+
+#[pymethods]
+impl PyPreemptionGuard {
+    #[new]
+    #[pyo3(signature = (prefill_tokens_per_unit, enabled=true))]
+    fn new(prefill_tokens_per_unit: f64, enabled: bool) -> Self {
+        PyPreemptionGuard { inner: core::PreemptionGuard::new(enabled, prefill_tokens_per_unit) }
+    }
+
+    #[getter]
+    fn slot_wait(&self) -> Option<f64> {
+        self.inner.slot_wait()
+    }
+
+    #[getter]
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn may_protect(&self, block_size: u64, cached: bool) -> bool {
+        self.inner.may_protect(block_size, cached)
+    }
+
+    fn observe_completions(&mut self, count: usize, work_clock: f64, batch_full: bool) {
+        self.inner.observe_completions(count, work_clock, batch_full)
+    }
+
+    /// The keys among `running` (key, computed tokens) whose recompute costs more than waiting.
+    fn protected(&self, running: &Bound<'_, PyAny>, block_size: u64, cached: bool) -> PyResult<Vec<Py<PyAny>>> {
+        let mut protected = Vec::new();
+        for item in running.try_iter()? {
+            let (key, computed): (Py<PyAny>, u64) = item?.extract()?;
+            if self.inner.protects(computed, block_size, cached) {
+                protected.push(key);
+            }
+        }
+        Ok(protected)
+    }
+}
+
+/// Tokens a call preempted now would prefill again (`autellix_sched::preemption_guard`).
+#[pyfunction]
+pub fn recompute_tokens(computed_tokens: u64, block_size: u64, cached: bool) -> u64 {
+    core::preemption_guard::recompute_tokens(computed_tokens, block_size, cached)
+}
