@@ -102,7 +102,7 @@ class _AutellixMixin(_MixinBase):
         self.autellix_settings = AutellixSettings.from_vllm_config(self.vllm_config)
         self.core = self.autellix_settings.make_core()
         # Request ids, sessions, lineage and what happened since the last step live in Rust,
-        # next to the core: one crossing per arrival and departure, a few per step.
+        # next to the core: one crossing per arrival, and one per hook (`self.hooks`) a step.
         self.adapter = autellix_core.EngineAdapter(
             self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT, SESSION_MEMORY, PARENT_MEMORY,
             extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
