@@ -81,8 +81,21 @@ impl EngineAdapter {
         self.inner.free_request(request_id).is_some_and(|call| self.requests.remove(&call).is_some())
     }
 
-    pub(crate) fn num_finished_pending_calls(&self) -> usize {
-        self.inner.num_finished_pending()
+    /// Frees every request named but those `still_live` says a new request was given since;
+    /// returns how many finished calls the scheduler will hear of at the next `apply`.
+    pub(crate) fn free_each(
+        &mut self,
+        request_ids: &Bound<'_, PyAny>,
+        mut still_live: impl FnMut(&Bound<'_, PyString>) -> PyResult<bool>,
+    ) -> PyResult<usize> {
+        for request_id in request_ids.try_iter()? {
+            let request_id = request_id?;
+            let request_id = request_id.cast::<PyString>()?;
+            if !still_live(request_id)? {
+                self.free(request_id.to_str()?);
+            }
+        }
+        Ok(self.inner.num_finished_pending())
     }
 
     pub(crate) fn ran_request_ids(&mut self, request_ids: &[&str], work: f64) {
@@ -268,11 +281,7 @@ impl EngineAdapter {
     /// Frees every request named (vLLM's set of the requests it freed since its last step);
     /// returns how many finished calls the scheduler will hear of at the next `apply`.
     fn free_requests(&mut self, request_ids: &Bound<'_, PyAny>) -> PyResult<usize> {
-        for request_id in request_ids.try_iter()? {
-            let request_id = request_id?;
-            self.free(request_id.cast::<PyString>()?.to_str()?);
-        }
-        Ok(self.inner.num_finished_pending())
+        self.free_each(request_ids, |_| Ok(false))
     }
 
     pub(crate) fn ran_all(&mut self, work: f64) {

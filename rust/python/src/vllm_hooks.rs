@@ -45,8 +45,8 @@ pub struct VllmHooks {
 }
 
 impl VllmHooks {
-    /// Frees what vLLM freed since its last step (`Scheduler.finished_req_ids`, `requests`);
-    /// returns how many finished calls the scheduler will hear of.
+    /// Frees what vLLM freed since its last step (`Scheduler.finished_req_ids`, and `requests`
+    /// for an id given again); returns how many finished calls the scheduler will hear of.
     fn free_finished(
         &self,
         py: Python<'_>,
@@ -54,16 +54,7 @@ impl VllmHooks {
         scheduler: &Bound<'_, PyAny>,
         freed: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
-        for request_id in freed.try_iter()? {
-            let request_id = request_id?;
-            let request_id = request_id.cast::<PyString>()?;
-            let id = request_id.to_str()?;
-            if self.reused.contains(id) && is_live(py, scheduler, request_id)? {
-                continue;
-            }
-            adapter.free(id);
-        }
-        Ok(adapter.num_finished_pending_calls())
+        adapter.free_each(freed, |id| Ok(self.reused.contains(id.to_str()?) && is_live(py, scheduler, id)?))
     }
 
     /// The running requests whose recompute costs more than waiting (`Scheduler.running`:
