@@ -375,7 +375,7 @@ class VllmHooks:
         whole_batch_possible: bool = False,
         counts_suffice: bool = True,
         prefix_caching: bool = True,
-        cache_room: float = 0.9,
+        cache_room: float,
     ) -> Self: ...
     @property
     def work_clock(self) -> float:

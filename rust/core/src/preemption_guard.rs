@@ -46,6 +46,11 @@ impl PreemptionGuard {
         self.slot_wait
     }
 
+    /// Whether it can protect anything at all: enabled, and a wait for a slot measured.
+    pub fn is_active(&self) -> bool {
+        self.limit().is_some()
+    }
+
     /// The recompute, in tokens, above which a call is protected; None while nothing is.
     fn limit(&self) -> Option<f64> {
         self.slot_wait.filter(|_| self.enabled).map(|wait| wait * self.prefill_tokens_per_unit)
@@ -96,11 +101,12 @@ mod tests {
     #[test]
     fn a_preemption_that_does_not_pay_is_skipped_and_one_that_pays_is_not() {
         let mut guard = PreemptionGuard::new(true, P);
-        assert!(!guard.protects(10_000, 32, false)); // nothing measured yet
+        assert!(!guard.is_active() && !guard.protects(10_000, 32, false)); // nothing measured yet
         guard.observe_completions(1, 10.0, true);
         assert_eq!(guard.slot_wait(), None); // the first completion: no interval yet
         guard.observe_completions(1, 14.0, true); // a slot frees every 4 units
         assert_eq!(guard.slot_wait(), Some(4.0));
+        assert!(guard.is_active());
         let (cheap, dear) = (4 * 128 - 1, 4 * 128 + 1);
         assert!(!guard.protects(cheap, 1 << 20, false) && guard.protects(dear, 1 << 20, false));
         assert!(!guard.protects(dear, 32, true)); // cached: only the partial block recomputes
@@ -116,6 +122,6 @@ mod tests {
         let mut off = PreemptionGuard::new(false, P);
         off.observe_completions(1, 0.0, true);
         off.observe_completions(1, 1.0, true);
-        assert!(!off.may_protect(32, false) && !off.protects(10_000, 32, false));
+        assert!(!off.is_active() && !off.may_protect(32, false) && !off.protects(10_000, 32, false));
     }
 }

@@ -337,12 +337,7 @@ impl EngineAdapter {
         self.inner.apply(&mut self.scheduler.borrow_mut(py).inner, now)
     }
 
-    pub(crate) fn step(
-        &mut self,
-        py: Python<'_>,
-        now: f64,
-        capacity: usize,
-    ) -> CoreResult<(Requests, Requests, Vec<String>)> {
+    fn step(&mut self, py: Python<'_>, now: f64, capacity: usize) -> CoreResult<(Requests, Requests, Vec<String>)> {
         let mut scheduler = self.scheduler.borrow_mut(py);
         let (decision, refused) = self.inner.step_calls(&mut scheduler.inner, now, capacity)?;
         let (admit, preempt) = self.decision(py, decision);

@@ -98,7 +98,7 @@ fn ids<'a>(requests: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
 #[pymethods]
 impl VllmHooks {
     #[new]
-    #[pyo3(signature = (adapter, block_size, *, preemption_guard=true, own_work_credit=true, whole_batch_possible=false, counts_suffice=true, prefix_caching=true, cache_room=0.9))]
+    #[pyo3(signature = (adapter, block_size, *, preemption_guard=true, own_work_credit=true, whole_batch_possible=false, counts_suffice=true, prefix_caching=true, cache_room))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -176,11 +176,8 @@ impl VllmHooks {
         let refused = adapter.apply(py, now);
         // Which calls to protect is judged on the state after this step's news, and only when a
         // swap can happen (else the KV cache's usage is not even read).
-        let protected = if self.guard.enabled() && self.guard.slot_wait().is_some() && adapter.may_swap(py) {
-            self.protected(py, scheduler)?
-        } else {
-            Vec::new()
-        };
+        let protected =
+            if self.guard.is_active() && adapter.may_swap(py) { self.protected(py, scheduler)? } else { Vec::new() };
         self.protected_call_steps += protected.len() as u64;
         let (admit, preempt) = adapter.decide_requests(py, now, capacity, &ids(&protected)?)?;
         self.core_seconds += started.elapsed().as_secs_f64();
