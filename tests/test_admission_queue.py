@@ -4,15 +4,11 @@ order of everything waiting, and O(1) prepends (vLLM prepends every call it pree
 from types import SimpleNamespace
 
 import pytest
-
-# Importing vLLM's queue module imports torch, which warns on import.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+from autellix_core import AdmissionQueue
 
 
 @pytest.fixture
 def queue():
-    from autellix.vllm.admission_queue import AdmissionQueue
-
     return AdmissionQueue()
 
 
@@ -51,3 +47,13 @@ def test_prepends_go_first_newest_first_and_keep_counts(queue):
     assert _ids(queue) == ["e", "b", "c"]
     assert queue.pop_request() is requests["c"] and not queue
     assert "c" not in queue and "e" in queue
+
+
+def test_nothing_admitted_is_an_index_error_and_loses_no_request(queue):
+    queue.add_request(_request("a"))
+    for take in (queue.peek_request, queue.pop_request):
+        with pytest.raises(IndexError, match="no request admitted"):
+            take()
+    assert len(queue) == 1 and "a" in queue
+    queue.remove_request(_request("a"))
+    assert len(queue) == 0 and "a" not in queue

@@ -1,6 +1,7 @@
 """The Autellix scheduling core (Rust, via PyO3): see __init__.pyi for the contract."""
 
 from autellix_core._core import (
+    AdmissionQueue,
     CallStateError,
     ConfigError,
     Decision,
@@ -20,6 +21,7 @@ from autellix_core._core import (
 )
 
 __all__ = [
+    "AdmissionQueue",
     "CallStateError",
     "ConfigError",
     "Decision",

@@ -14,11 +14,12 @@ vLLM plug-in's engine work units: autellix.work_units), the same for `now` and s
 changes nothing.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self, TypedDict, final
 
 __version__: str
 __all__ = [
+    "AdmissionQueue",
     "CallStateError",
     "ConfigError",
     "Decision",
@@ -354,6 +355,35 @@ def recompute_tokens(computed_tokens: int, block_size: int, cached: bool) -> int
     cache keeps the full ones (`cached`), else all of them."""
 
 @final
+class AdmissionQueue:
+    """vLLM's waiting queue as the plug-in replaces it (`Scheduler.waiting`): vLLM's
+    `RequestQueue` interface, duck-typed, over every waiting request, which shows vLLM only the
+    step's admissions, in the core's order. It is false once they are used up (which ends vLLM's
+    admission loop) while `len` counts every waiting request; prepends go first, newest first.
+    `VllmHooks` sets and clears the admissions itself. Requests are read only by `request_id`."""
+
+    def __new__(cls) -> Self: ...
+    def set_admissions(self, requests: Sequence[Any]) -> None:
+        """The requests vLLM may admit this step, most urgent first; those not waiting here are
+        dropped."""
+    def clear_admissions(self) -> None: ...
+    def __contains__(self, key: object, /) -> bool:
+        """Whether a request of this id waits here."""
+    def add_request(self, request: Any) -> None: ...
+    def pop_request(self) -> Any:
+        """The next admission (IndexError if none is left), no longer waiting."""
+    def peek_request(self) -> Any:
+        """The next admission (IndexError if none is left)."""
+    def prepend_request(self, request: Any) -> None: ...
+    def prepend_requests(self, requests: Iterable[Any]) -> None:
+        """The first ends up frontmost."""
+    def remove_request(self, request: Any) -> None: ...
+    def remove_requests(self, requests: Iterable[Any]) -> None: ...
+    def __bool__(self) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+@final
 class VllmHooks:
     """What the vLLM plug-in does in each engine step, one call per hook, over an `EngineAdapter`
     (`autellix.vllm.scheduler`): `begin(scheduler)` before vLLM's `schedule()`, `end(scheduler)`
@@ -368,6 +398,7 @@ class VllmHooks:
     def __new__(
         cls,
         adapter: EngineAdapter,
+        admission: AdmissionQueue,
         block_size: int,
         *,
         preemption_guard: bool = True,
@@ -387,15 +418,17 @@ class VllmHooks:
     @property
     def slot_wait(self) -> float | None:
         """The guard's measured wait for a free slot."""
-    def reuse(self, request_id: str) -> None:
-        """vLLM gave a request id it freed since its last step to a new request: the old call is
-        freed now and the new one stays live at the next step."""
-    def begin(self, scheduler: Any) -> tuple[list[Any], list[Any], list[str]]:
-        """Frees, the step's news, the guard, the decision: (requests to admit, most urgent
-        first; requests to preempt; what the scheduler refused, for the log)."""
+    def arrive(self, scheduler: Any, request: Any) -> tuple[int, str | None, list[str]] | None:
+        """After vLLM's `add_request`: a new request becomes a call (`EngineAdapter.add_vllm_request`);
+        a streaming update of a live request is none. An id vLLM freed since its last step, given
+        again, frees the old call now. Returns None, or what to log: (program id, the session if
+        new, what was ignored)."""
+    def begin(self, scheduler: Any) -> tuple[list[Any], list[str]] | None:
+        """Frees, the step's news, the guard, the decision; the admissions go to the admission
+        queue. Returns None, or (requests to preempt; what the scheduler refused, for the log)."""
     def end(self, scheduler: Any) -> int:
-        """Hands back every call the scheduler counts as running that vLLM does not run; returns
-        how many."""
+        """Clears the admissions vLLM did not take; hands back every call the scheduler counts as
+        running that vLLM does not run; returns how many."""
     def ran(self, scheduler_output: Any) -> None:
         """The step vLLM ran: the clocks move and its calls are credited."""
     def catch_up(self, scheduler: Any) -> list[str]:

@@ -48,7 +48,6 @@ from autellix.contract import (
     SOLO_PROGRAMS,
     THREAD_KEY,
 )
-from autellix.vllm.admission_queue import AdmissionQueue
 from autellix.vllm.settings import AutellixSettings
 from autellix.work_units import PREFILL_TOKENS_PER_UNIT
 
@@ -108,8 +107,9 @@ class _AutellixMixin(_MixinBase):
             extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
         )
         log.info("autellix: %s scheduling with policy %s", type(self).__name__, self.autellix_settings.policy)
-        # Replaces vLLM's FCFS queue, before any request exists.
-        self.admission = AdmissionQueue()
+        # Replaces vLLM's FCFS queue, before any request exists: it shows vLLM only the core's
+        # admissions of the step, in the core's order (the hooks set them from Rust).
+        self.admission = autellix_core.AdmissionQueue()
         self.waiting = self.admission
         # A KV connector starts requests holding KV blocks from a queue of its own, so counts
         # alone no longer tell whether vLLM runs exactly what the core admitted.
@@ -124,6 +124,7 @@ class _AutellixMixin(_MixinBase):
         # sync scheduling and no KV connector: then vLLM runs only what the core admitted.
         self.hooks = autellix_core.VllmHooks(
             self.adapter,
+            self.admission,
             self.block_size,
             preemption_guard=self.autellix_settings.preemption_guard,
             own_work_credit=self.autellix_settings.own_work_credit,
@@ -192,31 +193,20 @@ class _AutellixMixin(_MixinBase):
     # -- arrivals and departures -------------------------------------------------------------
 
     def add_request(self, request: Request) -> None:
-        request_id = request.request_id
-        is_update = request_id in self.requests
         super().add_request(request)
-        if is_update or request_id not in self.requests:
-            return  # a streaming update of a live request, not a new call
-        if request_id in self.finished_req_ids:  # the id of a request freed since the last step
-            self.hooks.reuse(request_id)
-        # The program-id rules of the module docstring, applied in Rust.
-        program_id, new_session, ignored = self.adapter.add_vllm_request(request)
-        for what in ignored:
-            log.warning("autellix: request %s: ignoring %s", request_id, what)
-        if new_session is not None:  # once per program: operators (and tests of the served engine) see sessions group
-            log.info("autellix: session %r is program %d", new_session, program_id)
+        # A new call of its program by the rules of the module docstring, applied in Rust.
+        if told := self.hooks.arrive(self, request):
+            _log_arrival(request.request_id, *told)
 
     # -- each step ---------------------------------------------------------------------------
 
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
-        admit, preempt, refused = self.hooks.begin(self)
-        if refused:
+        # The core's admissions go to the admission queue; only preemptions and refusals come back.
+        if told := self.hooks.begin(self):
+            preempt, refused = told
             _log_refused(refused)
-        if preempt:
             self._preempt_for_priority(preempt)
-        self.admission.set_admissions(admit)
         output = super().schedule(throttle_prefills)
-        self.admission.clear_admissions()
         self.hooks.end(self)
         return output
 
@@ -231,6 +221,13 @@ class _AutellixMixin(_MixinBase):
     def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
         self.hooks.ran(scheduler_output)
         return super().update_from_output(scheduler_output, model_runner_output)
+
+
+def _log_arrival(request_id: str, program_id: int, new_session: str | None, ignored: list[str]) -> None:
+    for what in ignored:
+        log.warning("autellix: request %s: ignoring %s", request_id, what)
+    if new_session is not None:  # once per program: operators (and tests of the served engine) see sessions group
+        log.info("autellix: session %r is program %d", new_session, program_id)
 
 
 def _log_refused(refused: list[str]) -> None:

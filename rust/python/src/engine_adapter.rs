@@ -5,10 +5,10 @@
 
 use autellix_sched as core;
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::{ffi, intern};
 use rustc_hash::FxHashMap;
 
 use crate::{CoreErr, CoreResult, Scheduler};
@@ -69,6 +69,28 @@ fn parent_ids(given: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
     }
     let Ok(items) = given.try_iter() else { return Ok(None) };
     items.map(|item| Ok(item?.str()?.to_str()?.to_owned())).collect::<PyResult<_>>().map(Some)
+}
+
+/// The entries of `dict` whose value is not `skip`, leaving the others' keys untouched. Between
+/// two engine steps each object is a cache miss, and most of a step's batch are decode calls, each
+/// counting the interpreter's one cached 1: iterating the dict would take (and drop) a reference
+/// to every key.
+fn entries_but<'py>(
+    dict: &Bound<'py, PyDict>,
+    skip: &Bound<'py, PyAny>,
+) -> Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let py = dict.py();
+    let (mut position, mut key, mut value) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    let mut entries = Vec::new();
+    // SAFETY: the GIL is held (`py`), and no Python code runs in the loop, so the dict does not
+    // change under it; `PyDict_Next` lends its key and value, and the kept ones are taken with a
+    // new reference before the loop moves on.
+    while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut position, &mut key, &mut value) } != 0 {
+        if value != skip.as_ptr() {
+            entries.push(unsafe { (Bound::from_borrowed_ptr(py, key), Bound::from_borrowed_ptr(py, value)) });
+        }
+    }
+    entries
 }
 
 impl EngineAdapter {
@@ -133,6 +155,60 @@ impl EngineAdapter {
         let arrival = self.inner.add_request(request_id.to_str()?, program, session, parents).map_err(CoreErr::from)?;
         self.requests.insert(arrival.call, handle);
         Ok(arrival)
+    }
+
+    /// `add_vllm_request`, given the request's id.
+    pub(crate) fn add_vllm(
+        &mut self,
+        py: Python<'_>,
+        request: &Bound<'_, PyAny>,
+        request_id: &Bound<'_, PyString>,
+    ) -> PyResult<(u64, Option<String>, Vec<String>)> {
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err("add_vllm_request needs the adapter built with extra_args_keys"))?;
+        let (program_key, session_key, parents_key) =
+            (keys.program.clone_ref(py), keys.session.clone_ref(py), keys.parents.clone_ref(py));
+        let params = request.getattr(intern!(py, "sampling_params"))?;
+        let args =
+            if params.is_none() { None } else { params.getattr(intern!(py, "extra_args"))?.cast_into::<PyDict>().ok() };
+        let arg = |key: &Py<PyString>| match &args {
+            Some(args) => args.get_item(key.bind(py)).map(|value| value.filter(|v| !v.is_none())),
+            None => Ok(None),
+        };
+        let mut ignored = Vec::new();
+        let limit = self.inner.config().session_programs;
+        let program = match arg(&program_key)? {
+            Some(given) => {
+                let program = client_program(&given, limit);
+                if program.is_none() {
+                    ignored.push(format!("program id {} (expected an int in [0, {limit}))", given.repr()?));
+                }
+                program
+            }
+            None => None,
+        };
+        let session_id = request.getattr(intern!(py, "session_id"))?;
+        let session = if session_id.is_truthy()? { Some(session_id) } else { arg(&session_key)? };
+        let session: Option<PyBackedStr> = match session.map(|s| s.cast_into::<PyString>()) {
+            Some(Ok(session)) => Some(session.try_into()?),
+            _ => None,
+        };
+        let parents = match arg(&parents_key)? {
+            Some(given) if given.is_truthy()? => parent_ids(&given)?.unwrap_or_else(|| {
+                ignored.push(format!(
+                    "parents {} (expected a list of request ids)",
+                    given.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ));
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
+        let arrival = self.add(request_id, program, session.as_deref(), &parents, Some(request))?;
+        let new_session = arrival.new_session.then(|| session.as_deref().unwrap_or_default().to_owned());
+        Ok((arrival.program, new_session, ignored))
     }
 
     fn requests_of(&self, py: Python<'_>, calls: &[u64]) -> Requests {
@@ -226,52 +302,8 @@ impl EngineAdapter {
         py: Python<'_>,
         request: &Bound<'_, PyAny>,
     ) -> PyResult<(u64, Option<String>, Vec<String>)> {
-        let keys = self
-            .keys
-            .as_ref()
-            .ok_or_else(|| PyValueError::new_err("add_vllm_request needs the adapter built with extra_args_keys"))?;
-        let (program_key, session_key, parents_key) =
-            (keys.program.clone_ref(py), keys.session.clone_ref(py), keys.parents.clone_ref(py));
         let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
-        let params = request.getattr(intern!(py, "sampling_params"))?;
-        let args =
-            if params.is_none() { None } else { params.getattr(intern!(py, "extra_args"))?.cast_into::<PyDict>().ok() };
-        let arg = |key: &Py<PyString>| match &args {
-            Some(args) => args.get_item(key.bind(py)).map(|value| value.filter(|v| !v.is_none())),
-            None => Ok(None),
-        };
-        let mut ignored = Vec::new();
-        let limit = self.inner.config().session_programs;
-        let program = match arg(&program_key)? {
-            Some(given) => {
-                let program = client_program(&given, limit);
-                if program.is_none() {
-                    ignored.push(format!("program id {} (expected an int in [0, {limit}))", given.repr()?));
-                }
-                program
-            }
-            None => None,
-        };
-        let session_id = request.getattr(intern!(py, "session_id"))?;
-        let session = if session_id.is_truthy()? { Some(session_id) } else { arg(&session_key)? };
-        let session: Option<PyBackedStr> = match session.map(|s| s.cast_into::<PyString>()) {
-            Some(Ok(session)) => Some(session.try_into()?),
-            _ => None,
-        };
-        let parents = match arg(&parents_key)? {
-            Some(given) if given.is_truthy()? => parent_ids(&given)?.unwrap_or_else(|| {
-                ignored.push(format!(
-                    "parents {} (expected a list of request ids)",
-                    given.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-                ));
-                Vec::new()
-            }),
-            _ => Vec::new(),
-        };
-        let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
-        let arrival = self.add(&request_id, program, session.as_deref(), &parents, Some(request))?;
-        let new_session = arrival.new_session.then(|| session.as_deref().unwrap_or_default().to_owned());
-        Ok((arrival.program, new_session, ignored))
+        self.add_vllm(py, request, &request_id)
     }
 
     fn free_request(&mut self, request_id: &str) -> bool {
@@ -311,14 +343,15 @@ impl EngineAdapter {
             self.inner.ran_all(1.0); // a decode-only step: one token, one unit each
             return Ok(clocks);
         }
-        // A decode call's count is the interpreter's one cached 1: telling it by identity skips
-        // converting most of the batch's counts.
-        let one = 1u64.into_pyobject(py)?;
         let mut named: Vec<(PyBackedStr, u64)> = Vec::new();
-        for (request, tokens) in scheduled.iter() {
-            if whole_batch && tokens.is(&one) {
-                continue;
-            }
+        // A decode call's count is the interpreter's one cached 1: telling it by identity skips
+        // most of the batch.
+        let entries = if whole_batch {
+            entries_but(scheduled, 1u64.into_pyobject(py)?.as_any())
+        } else {
+            scheduled.iter().collect()
+        };
+        for (request, tokens) in entries {
             let tokens: u64 = tokens.extract()?;
             if !whole_batch || tokens > 1 {
                 named.push((request.extract()?, tokens));

@@ -2,6 +2,7 @@
 //! extracted once per call (one crossing per engine step with `Scheduler.step`); core errors
 //! become the exception classes below, and nothing in the core panics on bad input.
 
+mod admission_queue;
 mod engine_adapter;
 mod vllm_hooks;
 
@@ -405,6 +406,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decision>()?;
     m.add_class::<LoadBalancer>()?;
     m.add_class::<engine_adapter::EngineAdapter>()?;
+    m.add_class::<admission_queue::AdmissionQueue>()?;
     m.add_class::<vllm_hooks::VllmHooks>()?;
     m.add_class::<vllm_hooks::PyPreemptionGuard>()?;
     m.add_function(wrap_pyfunction!(vllm_hooks::recompute_tokens, m)?)?;

@@ -16,12 +16,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use rustc_hash::FxHashSet;
 
+use crate::admission_queue::AdmissionQueue;
 use crate::engine_adapter::{EngineAdapter, Requests};
 
 /// See the module documentation.
 #[pyclass(module = "autellix_core")]
 pub struct VllmHooks {
     adapter: Py<EngineAdapter>,
+    /// vLLM's waiting queue, which shows vLLM the admissions `begin` sets and `end` clears.
+    admission: Py<AdmissionQueue>,
     guard: core::PreemptionGuard,
     block_size: u64,
     own_work_credit: bool,
@@ -54,7 +57,11 @@ impl VllmHooks {
         scheduler: &Bound<'_, PyAny>,
         freed: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
-        adapter.free_each(freed, |id| Ok(self.reused.contains(id.to_str()?) && is_live(py, scheduler, id)?))
+        // Almost every step reuses no id: then no id is even hashed.
+        let reused = |id: &Bound<'_, PyString>| -> PyResult<bool> {
+            Ok(!self.reused.is_empty() && self.reused.contains(id.to_str()?))
+        };
+        adapter.free_each(freed, |id| Ok(reused(id)? && is_live(py, scheduler, id)?))
     }
 
     /// The running requests whose recompute costs more than waiting (`Scheduler.running`:
@@ -98,11 +105,12 @@ fn ids<'a>(requests: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
 #[pymethods]
 impl VllmHooks {
     #[new]
-    #[pyo3(signature = (adapter, block_size, *, preemption_guard=true, own_work_credit=true, whole_batch_possible=false, counts_suffice=true, prefix_caching=true, cache_room))]
+    #[pyo3(signature = (adapter, admission, block_size, *, preemption_guard=true, own_work_credit=true, whole_batch_possible=false, counts_suffice=true, prefix_caching=true, cache_room))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         adapter: Py<EngineAdapter>,
+        admission: Py<AdmissionQueue>,
         block_size: u64,
         preemption_guard: bool,
         own_work_credit: bool,
@@ -114,6 +122,7 @@ impl VllmHooks {
         let per_unit = adapter.borrow(py).config().prefill_tokens_per_unit;
         VllmHooks {
             adapter,
+            admission,
             guard: core::PreemptionGuard::new(preemption_guard, per_unit),
             block_size,
             own_work_credit,
@@ -148,18 +157,39 @@ impl VllmHooks {
         self.guard.slot_wait()
     }
 
-    /// A request id vLLM freed since its last step was given to a new request (`add_request`):
-    /// frees the old call now and keeps the new one live at the next step.
-    fn reuse(&mut self, py: Python<'_>, request_id: &str) {
-        self.adapter.borrow_mut(py).free(request_id);
-        self.reused.insert(request_id.to_owned());
+    /// After vLLM's `add_request`: a new request becomes a call of its program (the rules of
+    /// `EngineAdapter.add_vllm_request`); a streaming update of a live request, which vLLM folds
+    /// into the request it has, is none. Reads `requests` and `finished_req_ids`. Returns None,
+    /// or what to log: (program id, the session if new, what was ignored).
+    fn arrive(
+        &mut self,
+        py: Python<'_>,
+        scheduler: &Bound<'_, PyAny>,
+        request: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<(u64, Option<String>, Vec<String>)>> {
+        let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
+        let requests = scheduler.getattr(intern!(py, "requests"))?.cast_into::<PyDict>()?;
+        if !requests.get_item(&request_id)?.is_some_and(|kept| kept.is(request)) {
+            return Ok(None);
+        }
+        let mut adapter = self.adapter.borrow_mut(py);
+        if scheduler.getattr(intern!(py, "finished_req_ids"))?.contains(&request_id)? {
+            // An id vLLM freed since its last step, given again: the old call is freed now, and
+            // the new one stays live at the next step.
+            let request_id = request_id.to_str()?;
+            adapter.free(request_id);
+            self.reused.insert(request_id.to_owned());
+        }
+        let (program, new_session, ignored) = adapter.add_vllm(py, request, &request_id)?;
+        Ok((new_session.is_some() || !ignored.is_empty()).then_some((program, new_session, ignored)))
     }
 
     /// Before vLLM's `schedule()`: frees, the step's news, the guard, then the scheduler's
-    /// decision, as (requests to admit, most urgent first; requests to preempt; what the
-    /// scheduler refused). Reads `max_num_active_reqs`, `num_waiting_for_streaming_input` and
-    /// `finished_req_ids`; `kv_cache_manager.usage` and `running` only when a swap can happen.
-    fn begin(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<(Requests, Requests, Vec<String>)> {
+    /// decision. The admissions, most urgent first, go to the admission queue; returns None, or
+    /// (requests to preempt, least urgent first; what the scheduler refused, for the log). Reads
+    /// `max_num_active_reqs`, `num_waiting_for_streaming_input` and `finished_req_ids`;
+    /// `kv_cache_manager.usage` and `running` only when a swap can happen.
+    fn begin(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<Option<(Requests, Vec<String>)>> {
         let started = Instant::now();
         let active: usize = scheduler.getattr(intern!(py, "max_num_active_reqs"))?.extract()?;
         let streaming: usize = scheduler.getattr(intern!(py, "num_waiting_for_streaming_input"))?.extract()?;
@@ -180,15 +210,18 @@ impl VllmHooks {
             if self.guard.is_active() && adapter.may_swap(py) { self.protected(py, scheduler)? } else { Vec::new() };
         self.protected_call_steps += protected.len() as u64;
         let (admit, preempt) = adapter.decide_requests(py, now, capacity, &ids(&protected)?)?;
+        self.admission.borrow_mut(py).set(py, admit)?;
         self.core_seconds += started.elapsed().as_secs_f64();
-        Ok((admit, preempt, refused))
+        Ok((!preempt.is_empty() || !refused.is_empty()).then_some((preempt, refused)))
     }
 
-    /// After vLLM's `schedule()`: hands back to the scheduler every call it counts as running
-    /// that vLLM does not run, whatever the reason (no slot, token budget or KV room; a start put
-    /// off). vLLM runs only what the scheduler admitted, so equal counts mean there is nothing to
-    /// hand back. Reads `running`. Returns how many went back.
+    /// After vLLM's `schedule()`: clears the admissions vLLM did not take, and hands back to the
+    /// scheduler every call it counts as running that vLLM does not run, whatever the reason (no
+    /// slot, token budget or KV room; a start put off). vLLM runs only what the scheduler
+    /// admitted, so equal counts mean there is nothing to hand back. Reads `running`. Returns how
+    /// many went back.
     fn end(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.admission.borrow_mut(py).clear();
         self.reused.clear(); // vLLM's record of freed requests starts afresh
         self.steps += 1;
         let running = scheduler.getattr(intern!(py, "running"))?.cast_into::<PyList>()?;
