@@ -1,8 +1,9 @@
 """The core's fast paths behave exactly like the general ones they shortcut.
 
 `Scheduler.record_service` credits the whole running batch, listed in batch order, without
-validating it call by call; `record_service_each` takes the same
-`call_ids` argument through PyO3's own conversion and always validates, so it is the yardstick.
+validating it call by call, and reads a list of plain ints in place (as every batch argument of a
+step is read); `record_service_each` takes the same `call_ids` argument through PyO3's own
+conversion and always validates, so it is the yardstick.
 """
 
 import autellix_core as core
@@ -54,7 +55,14 @@ def test_bad_call_ids_fail_as_the_general_conversion_does(bad):
     assert all(s.call_info(c)["service"] == 0.0 for c in running), "a rejected call changes nothing"
 
 
-@pytest.mark.parametrize("convert", [tuple, lambda ids: [IndexedId(i) for i in ids]])
+@pytest.mark.parametrize(
+    "convert",
+    [
+        tuple,
+        lambda ids: [IndexedId(i) for i in ids],
+        lambda ids: [*ids[:-1], IndexedId(ids[-1])],  # plain ints, then one that is not
+    ],
+)
 def test_other_sequences_and_int_likes_are_accepted_as_before(convert):
     s, running = _scheduler_with_running()
     s.record_service(convert(running), 0.25, 1.0)

@@ -4,6 +4,7 @@
 
 mod admission_queue;
 mod engine_adapter;
+mod ids;
 mod vllm_hooks;
 
 use autellix_sched as core;
@@ -11,6 +12,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+use crate::ids::Ids;
 
 create_exception!(autellix_core, SchedulerError, PyException, "Base class of the errors of autellix_core.");
 create_exception!(autellix_core, UnknownCallError, SchedulerError, "The call id is not live.");
@@ -164,8 +167,8 @@ impl Scheduler {
     #[pyo3(signature = (call_ids, program_ids, now, parents=None))]
     fn add_calls(
         &mut self,
-        call_ids: Vec<u64>,
-        program_ids: Vec<u64>,
+        call_ids: Ids,
+        program_ids: Ids,
         now: f64,
         parents: Option<Vec<Vec<u64>>>,
     ) -> CoreResult<()> {
@@ -174,13 +177,13 @@ impl Scheduler {
         Ok(self.inner.add_calls(&new_calls, now)?)
     }
 
-    #[pyo3(signature = (now, capacity, protected=Vec::new()), text_signature = "(self, /, now, capacity, protected=())")]
-    fn schedule(&mut self, now: f64, capacity: usize, protected: Vec<u64>) -> CoreResult<Decision> {
+    #[pyo3(signature = (now, capacity, protected=Ids::default()), text_signature = "(self, /, now, capacity, protected=())")]
+    fn schedule(&mut self, now: f64, capacity: usize, protected: Ids) -> CoreResult<Decision> {
         Ok(self.inner.schedule_protecting(now, capacity, &protected)?.into())
     }
 
     #[pyo3(
-        signature = (now, capacity, ran=Vec::new(), ran_seconds=0.0, finished=Vec::new(), new_calls=Vec::new(), new_programs=Vec::new(), new_parents=None, ran_all=false, protected=Vec::new()),
+        signature = (now, capacity, ran=Ids::default(), ran_seconds=0.0, finished=Ids::default(), new_calls=Ids::default(), new_programs=Ids::default(), new_parents=None, ran_all=false, protected=Ids::default()),
         text_signature = "(self, /, now, capacity, ran=(), ran_seconds=0.0, finished=(), new_calls=(), new_programs=(), new_parents=None, ran_all=False, protected=())"
     )]
     #[allow(clippy::too_many_arguments)]
@@ -188,14 +191,14 @@ impl Scheduler {
         &mut self,
         now: f64,
         capacity: usize,
-        ran: Vec<u64>,
+        ran: Ids,
         ran_seconds: f64,
-        finished: Vec<u64>,
-        new_calls: Vec<u64>,
-        new_programs: Vec<u64>,
+        finished: Ids,
+        new_calls: Ids,
+        new_programs: Ids,
         new_parents: Option<Vec<Vec<u64>>>,
         ran_all: bool,
-        protected: Vec<u64>,
+        protected: Ids,
     ) -> CoreResult<Decision> {
         let parents = new_parents.unwrap_or_default();
         let arrivals = self::new_calls(&new_calls, &new_programs, &parents)?;
@@ -218,11 +221,11 @@ impl Scheduler {
         Ok(self.inner.record_service_each(&call_ids, &amounts, now)?)
     }
 
-    fn record_service(&mut self, call_ids: Vec<u64>, seconds: f64, now: f64) -> CoreResult<()> {
+    fn record_service(&mut self, call_ids: Ids, seconds: f64, now: f64) -> CoreResult<()> {
         Ok(self.inner.record_service(&call_ids, seconds, now)?)
     }
 
-    fn requeue(&mut self, call_ids: Vec<u64>, now: f64) -> CoreResult<()> {
+    fn requeue(&mut self, call_ids: Ids, now: f64) -> CoreResult<()> {
         Ok(self.inner.requeue(&call_ids, now)?)
     }
 
@@ -230,7 +233,7 @@ impl Scheduler {
         Ok(self.inner.finish_calls(&[call_id], now)?)
     }
 
-    fn finish_calls(&mut self, call_ids: Vec<u64>, now: f64) -> CoreResult<()> {
+    fn finish_calls(&mut self, call_ids: Ids, now: f64) -> CoreResult<()> {
         Ok(self.inner.finish_calls(&call_ids, now)?)
     }
 
