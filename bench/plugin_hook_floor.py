@@ -14,8 +14,5 @@ class PassThroughScheduler(Scheduler):
     def schedule(self, throttle_prefills: bool = False) -> Any:
         return super().schedule(throttle_prefills)
 
-    def update_from_output(self, scheduler_output: Any, model_runner_output: Any) -> Any:
-        return super().update_from_output(scheduler_output, model_runner_output)
-
     def add_request(self, request: Any) -> None:
         super().add_request(request)

@@ -469,7 +469,7 @@ def overridden_hooks(plugin: type) -> list[str]:
 
 class HookTimers:
     """The plug-in's own time, without the noise of vLLM's: while installed, every method of vLLM's
-    the plug-in overrides (`schedule`, `update_from_output`, `add_request`) is timed, and so is
+    the plug-in overrides (`schedule` and `add_request`; earlier versions also `update_from_output`) is timed, and so is
     vLLM's version it calls with `super()`. A hook's own time is the difference; summed over hooks
     (were they to nest, each one's own part is still disjoint from the others') it is what the
     plug-in adds in Python and Rust together.

@@ -386,8 +386,8 @@ class AdmissionQueue:
 @final
 class VllmHooks:
     """What the vLLM plug-in does in each engine step, one call per hook, over an `EngineAdapter`
-    (`autellix.vllm.scheduler`): `begin(scheduler)` before vLLM's `schedule()`, `end(scheduler)`
-    after it, `ran(scheduler_output)` before vLLM's `update_from_output`. They read vLLM's
+    (`autellix.vllm.scheduler`): `arrive(scheduler, request)` after vLLM's `add_request`,
+    `begin(scheduler)` before vLLM's `schedule()`, `end(scheduler, scheduler_output)` after it. They read vLLM's
     `Scheduler` (`max_num_active_reqs`, `num_waiting_for_streaming_input`, `finished_req_ids`,
     `requests`, `running`, `kv_cache_manager.usage`) and `SchedulerOutput`
     (`num_scheduled_tokens`, `total_num_scheduled_tokens`), keep the clocks (engine work units)
@@ -426,11 +426,10 @@ class VllmHooks:
     def begin(self, scheduler: Any) -> tuple[list[Any], list[str]] | None:
         """Frees, the step's news, the guard, the decision; the admissions go to the admission
         queue. Returns None, or (requests to preempt; what the scheduler refused, for the log)."""
-    def end(self, scheduler: Any) -> int:
+    def end(self, scheduler: Any, scheduler_output: Any) -> int:
         """Clears the admissions vLLM did not take; hands back every call the scheduler counts as
-        running that vLLM does not run; returns how many."""
-    def ran(self, scheduler_output: Any) -> None:
-        """The step vLLM ran: the clocks move and its calls are credited."""
+        running that vLLM does not run; the step vLLM scheduled moves the clocks and is credited
+        to its calls. Returns how many went back."""
     def catch_up(self, scheduler: Any) -> list[str]:
         """What an idle engine would tell the scheduler at its next step, told now (snapshots)."""
     def stats(self) -> dict[str, float]:

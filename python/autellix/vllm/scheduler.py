@@ -13,7 +13,9 @@ preempted calls are recomputed from the prefix cache, the way vLLM preempts unde
 After vLLM's `schedule()`, every call the core counts as running that vLLM does not run goes back
 to the core's waiting queues with `requeue`, keeping its place, whatever the reason: no slot, token
 budget or KV room to start it, a start vLLM put off (its structured-output grammar still
-compiling, a KV transfer or streaming input pending), or a preemption for KV memory of vLLM's own.
+compiling, a KV transfer or streaming input pending), or a preemption for KV memory of vLLM's own;
+and the step vLLM scheduled is credited to its calls (vLLM runs every step it schedules, so its
+`update_from_output` is left alone).
 
 The program a call belongs to (names from `autellix.contract`), in this order:
   1. `autellix_program_id` in `SamplingParams.extra_args` (over HTTP: the `vllm_xargs` body
@@ -89,8 +91,8 @@ else:
 class _AutellixMixin(_MixinBase):
     """Everything Autellix adds; mixed into vLLM's `Scheduler` and `AsyncScheduler`."""
 
-    # With async scheduling the step vLLM reports can lag the core's decisions by one, so the
-    # calls that ran are always named; without it a full count means every running call ran.
+    # Without async scheduling a full count means every running call ran in the step; with it
+    # (untested so far) the calls that ran are always named, the choice that assumes nothing.
     _name_calls_that_ran = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -207,7 +209,7 @@ class _AutellixMixin(_MixinBase):
             _log_refused(refused)
             self._preempt_for_priority(preempt)
         output = super().schedule(throttle_prefills)
-        self.hooks.end(self)
+        self.hooks.end(self, output)  # hand-backs, and the step's crediting
         return output
 
     def _preempt_for_priority(self, requests: list[Request]) -> None:
@@ -217,10 +219,6 @@ class _AutellixMixin(_MixinBase):
         for request in victims:
             self._preempt_request(request, now)  # frees KV, prepends to waiting, tells workers
         self._priority_preemptions += len(victims)
-
-    def update_from_output(self, scheduler_output: SchedulerOutput, model_runner_output: Any):
-        self.hooks.ran(scheduler_output)
-        return super().update_from_output(scheduler_output, model_runner_output)
 
 
 def _log_arrival(request_id: str, program_id: int, new_session: str | None, ignored: list[str]) -> None:

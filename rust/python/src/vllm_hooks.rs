@@ -1,7 +1,7 @@
 //! `autellix_core.VllmHooks`: what the vLLM plug-in does in each engine step, in one crossing per
-//! hook. The plug-in (`autellix.vllm.scheduler`) overrides vLLM's `Scheduler.schedule` and
-//! `update_from_output` and calls `begin` and `end` around vLLM's `schedule()`, and `ran` before
-//! vLLM's `update_from_output`. Here they read what vLLM did (the requests it freed, KV cache
+//! hook. The plug-in (`autellix.vllm.scheduler`) overrides vLLM's `Scheduler.add_request` and
+//! `schedule`: it calls `arrive` after vLLM's `add_request`, and `begin` and `end` around vLLM's
+//! `schedule()`. Here they read what vLLM did (the requests it freed, KV cache
 //! usage, the batch it runs), keep the engine's and the scheduler's clocks and the preemption
 //! guard, and drive the `EngineAdapter`. The vLLM attributes read are listed on each method; the
 //! plug-in checks the vLLM version it runs on.
@@ -62,6 +62,44 @@ impl VllmHooks {
             Ok(!self.reused.is_empty() && self.reused.contains(id.to_str()?))
         };
         adapter.free_each(freed, |id| Ok(reused(id)? && is_live(py, scheduler, id)?))
+    }
+
+    /// The step vLLM scheduled (`num_scheduled_tokens`, `total_num_scheduled_tokens` of its
+    /// `SchedulerOutput`) moves the clocks and is credited at the next `begin`, each call its own
+    /// work or, without own-work crediting, the step's. Credited as scheduled: vLLM runs every step
+    /// it schedules, and its `update_from_output` is left alone.
+    fn credit(
+        &mut self,
+        py: Python<'_>,
+        adapter: &mut EngineAdapter,
+        scheduler_output: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let scheduled = scheduler_output.getattr(intern!(py, "num_scheduled_tokens"))?.cast_into::<PyDict>()?;
+        let calls = scheduled.len();
+        if calls == 0 {
+            return Ok(());
+        }
+        let total: u64 = scheduler_output.getattr(intern!(py, "total_num_scheduled_tokens"))?.extract()?;
+        if self.own_work_credit {
+            let (work, mean_call_work) = adapter.ran_tokens(py, &scheduled, total, self.whole_batch_possible)?;
+            self.work_clock += work;
+            self.core_clock += mean_call_work;
+            return Ok(());
+        }
+        let work = adapter.config().step_units(total, calls as u64);
+        self.work_clock += work;
+        self.core_clock += work;
+        if self.whole_batch_possible && adapter.counts_match(py, calls) {
+            adapter.ran_all(work);
+        } else {
+            let named: Vec<Bound<'_, PyString>> = scheduled
+                .keys()
+                .iter()
+                .map(|k| k.cast_into::<PyString>().map_err(PyErr::from))
+                .collect::<PyResult<_>>()?;
+            adapter.ran_request_ids(&ids(&named)?, work);
+        }
+        Ok(())
     }
 
     /// The running requests whose recompute costs more than waiting (`Scheduler.running`:
@@ -215,61 +253,35 @@ impl VllmHooks {
         Ok((!preempt.is_empty() || !refused.is_empty()).then_some((preempt, refused)))
     }
 
-    /// After vLLM's `schedule()`: clears the admissions vLLM did not take, and hands back to the
-    /// scheduler every call it counts as running that vLLM does not run, whatever the reason (no
-    /// slot, token budget or KV room; a start put off). vLLM runs only what the scheduler
-    /// admitted, so equal counts mean there is nothing to hand back. Reads `running`. Returns how
-    /// many went back.
-    fn end(&mut self, py: Python<'_>, scheduler: &Bound<'_, PyAny>) -> PyResult<usize> {
+    /// After vLLM's `schedule()`, given what it returned: clears the admissions vLLM did not
+    /// take; hands back to the scheduler every call it counts as running that vLLM does not run,
+    /// whatever the reason (no slot, token budget or KV room; a start put off); and credits the
+    /// step to the calls it runs (see `credit`). vLLM runs only what the scheduler admitted, so
+    /// equal counts mean there is nothing to hand back. Reads `running`. Returns how many went back.
+    fn end(
+        &mut self,
+        py: Python<'_>,
+        scheduler: &Bound<'_, PyAny>,
+        scheduler_output: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
         self.admission.borrow_mut(py).clear();
         self.reused.clear(); // vLLM's record of freed requests starts afresh
         self.steps += 1;
         let running = scheduler.getattr(intern!(py, "running"))?.cast_into::<PyList>()?;
         self.batch_was_full = running.len() >= self.capacity;
-        let mut adapter = self.adapter.borrow_mut(py);
-        if self.counts_suffice && adapter.counts_match(py, running.len()) {
-            return Ok(0);
-        }
-        let running_ids: Vec<Bound<'_, PyString>> = running
-            .iter()
-            .map(|request| Ok(request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?))
-            .collect::<PyResult<_>>()?;
-        let back = adapter.requeue_all_but_requests(py, &ids(&running_ids)?, self.core_clock)?;
-        self.requeued += back as u64;
-        Ok(back)
-    }
-
-    /// Before vLLM's `update_from_output`: the step vLLM ran (`num_scheduled_tokens`,
-    /// `total_num_scheduled_tokens` of its `SchedulerOutput`) moves the clocks and is credited,
-    /// each call its own work or, without own-work crediting, the step's.
-    fn ran(&mut self, py: Python<'_>, scheduler_output: &Bound<'_, PyAny>) -> PyResult<()> {
-        let scheduled = scheduler_output.getattr(intern!(py, "num_scheduled_tokens"))?.cast_into::<PyDict>()?;
-        let calls = scheduled.len();
-        if calls == 0 {
-            return Ok(());
-        }
-        let total: u64 = scheduler_output.getattr(intern!(py, "total_num_scheduled_tokens"))?.extract()?;
-        let mut adapter = self.adapter.borrow_mut(py);
-        if self.own_work_credit {
-            let (work, mean_call_work) = adapter.ran_tokens(py, &scheduled, total, self.whole_batch_possible)?;
-            self.work_clock += work;
-            self.core_clock += mean_call_work;
-            return Ok(());
-        }
-        let work = adapter.config().step_units(total, calls as u64);
-        self.work_clock += work;
-        self.core_clock += work;
-        if self.whole_batch_possible && adapter.counts_match(py, calls) {
-            adapter.ran_all(work);
-        } else {
-            let named: Vec<Bound<'_, PyString>> = scheduled
-                .keys()
+        let adapter = self.adapter.clone_ref(py);
+        let mut adapter = adapter.borrow_mut(py);
+        let mut back = 0;
+        if !(self.counts_suffice && adapter.counts_match(py, running.len())) {
+            let running_ids: Vec<Bound<'_, PyString>> = running
                 .iter()
-                .map(|k| k.cast_into::<PyString>().map_err(PyErr::from))
+                .map(|request| Ok(request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?))
                 .collect::<PyResult<_>>()?;
-            adapter.ran_request_ids(&ids(&named)?, work);
+            back = adapter.requeue_all_but_requests(py, &ids(&running_ids)?, self.core_clock)?;
+            self.requeued += back as u64;
         }
-        Ok(())
+        self.credit(py, &mut adapter, scheduler_output)?;
+        Ok(back)
     }
 
     /// What an idle engine would tell the scheduler at its next step, told now (for snapshots):
