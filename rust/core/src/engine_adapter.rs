@@ -214,6 +214,11 @@ impl EngineAdapter {
         self.lineage.get(request_id).map(|(call, _)| call)
     }
 
+    /// Whether a request of this id arrived and was not freed since.
+    pub fn is_live(&self, request_id: &str) -> bool {
+        self.call_of.contains_key(request_id)
+    }
+
     /// The request id of a live call.
     pub fn request_id(&self, call: CallId) -> Option<&str> {
         self.request_of.get(&call).map(|id| &**id)

@@ -71,6 +71,66 @@ fn parent_ids(given: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
     items.map(|item| Ok(item?.str()?.to_str()?.to_owned())).collect::<PyResult<_>>().map(Some)
 }
 
+/// What a vLLM request names (`add_vllm_request`): a client's program id, else a session; parent
+/// request ids; and what was ignored, one line each for the log.
+struct Named {
+    program: Option<u64>,
+    session: Option<PyBackedStr>,
+    parents: Vec<String>,
+    ignored: Vec<String>,
+}
+
+impl Named {
+    fn read(request: &Bound<'_, PyAny>, keys: &ExtraArgsKeys, client_limit: u64) -> PyResult<Self> {
+        let py = request.py();
+        let params = request.getattr(intern!(py, "sampling_params"))?;
+        let args =
+            if params.is_none() { None } else { params.getattr(intern!(py, "extra_args"))?.cast_into::<PyDict>().ok() };
+        let arg = |key: &Py<PyString>| match &args {
+            Some(args) => args.get_item(key.bind(py)).map(|value| value.filter(|v| !v.is_none())),
+            None => Ok(None),
+        };
+        let mut ignored = Vec::new();
+        let program = match arg(&keys.program)? {
+            Some(given) => {
+                let program = client_program(&given, client_limit);
+                if program.is_none() {
+                    ignored.push(format!("program id {} (expected an int in [0, {client_limit}))", given.repr()?));
+                }
+                program
+            }
+            None => None,
+        };
+        // A client's program id decides the program; only without one is the session read.
+        let session = match program {
+            Some(_) => None,
+            None => {
+                let session_id = request.getattr(intern!(py, "session_id"))?;
+                if session_id.is_truthy()? {
+                    Some(session_id)
+                } else {
+                    arg(&keys.session)?
+                }
+            }
+        };
+        let session: Option<PyBackedStr> = match session.map(|s| s.cast_into::<PyString>()) {
+            Some(Ok(session)) => Some(session.try_into()?),
+            _ => None,
+        };
+        let parents = match arg(&keys.parents)? {
+            Some(given) if given.is_truthy()? => parent_ids(&given)?.unwrap_or_else(|| {
+                ignored.push(format!(
+                    "parents {} (expected a list of request ids)",
+                    given.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ));
+                Vec::new()
+            }),
+            _ => Vec::new(),
+        };
+        Ok(Named { program, session, parents, ignored })
+    }
+}
+
 /// The entries of `dict` whose value is not `skip`, leaving the others' keys untouched. Between
 /// two engine steps each object is a cache miss, and most of a step's batch are decode calls, each
 /// counting the interpreter's one cached 1: iterating the dict would take (and drop) a reference
@@ -96,6 +156,11 @@ fn entries_but<'py>(
 impl EngineAdapter {
     pub(crate) fn config(&self) -> &core::AdapterConfig {
         self.inner.config()
+    }
+
+    /// Whether a request of this id arrived and was not freed since.
+    pub(crate) fn is_live(&self, request_id: &str) -> bool {
+        self.inner.is_live(request_id)
     }
 
     /// Forgets a freed request; true if it was one of ours.
@@ -160,7 +225,6 @@ impl EngineAdapter {
     /// `add_vllm_request`, given the request's id.
     pub(crate) fn add_vllm(
         &mut self,
-        py: Python<'_>,
         request: &Bound<'_, PyAny>,
         request_id: &Bound<'_, PyString>,
     ) -> PyResult<(u64, Option<String>, Vec<String>)> {
@@ -168,47 +232,11 @@ impl EngineAdapter {
             .keys
             .as_ref()
             .ok_or_else(|| PyValueError::new_err("add_vllm_request needs the adapter built with extra_args_keys"))?;
-        let (program_key, session_key, parents_key) =
-            (keys.program.clone_ref(py), keys.session.clone_ref(py), keys.parents.clone_ref(py));
-        let params = request.getattr(intern!(py, "sampling_params"))?;
-        let args =
-            if params.is_none() { None } else { params.getattr(intern!(py, "extra_args"))?.cast_into::<PyDict>().ok() };
-        let arg = |key: &Py<PyString>| match &args {
-            Some(args) => args.get_item(key.bind(py)).map(|value| value.filter(|v| !v.is_none())),
-            None => Ok(None),
-        };
-        let mut ignored = Vec::new();
-        let limit = self.inner.config().session_programs;
-        let program = match arg(&program_key)? {
-            Some(given) => {
-                let program = client_program(&given, limit);
-                if program.is_none() {
-                    ignored.push(format!("program id {} (expected an int in [0, {limit}))", given.repr()?));
-                }
-                program
-            }
-            None => None,
-        };
-        let session_id = request.getattr(intern!(py, "session_id"))?;
-        let session = if session_id.is_truthy()? { Some(session_id) } else { arg(&session_key)? };
-        let session: Option<PyBackedStr> = match session.map(|s| s.cast_into::<PyString>()) {
-            Some(Ok(session)) => Some(session.try_into()?),
-            _ => None,
-        };
-        let parents = match arg(&parents_key)? {
-            Some(given) if given.is_truthy()? => parent_ids(&given)?.unwrap_or_else(|| {
-                ignored.push(format!(
-                    "parents {} (expected a list of request ids)",
-                    given.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-                ));
-                Vec::new()
-            }),
-            _ => Vec::new(),
-        };
-        let parents: Vec<&str> = parents.iter().map(String::as_str).collect();
-        let arrival = self.add(request_id, program, session.as_deref(), &parents, Some(request))?;
-        let new_session = arrival.new_session.then(|| session.as_deref().unwrap_or_default().to_owned());
-        Ok((arrival.program, new_session, ignored))
+        let named = Named::read(request, keys, self.inner.config().session_programs)?;
+        let parents: Vec<&str> = named.parents.iter().map(String::as_str).collect();
+        let arrival = self.add(request_id, named.program, named.session.as_deref(), &parents, Some(request))?;
+        let new_session = arrival.new_session.then(|| named.session.as_deref().unwrap_or_default().to_owned());
+        Ok((arrival.program, new_session, named.ignored))
     }
 
     fn requests_of(&self, py: Python<'_>, calls: &[u64]) -> Requests {
@@ -303,7 +331,7 @@ impl EngineAdapter {
         request: &Bound<'_, PyAny>,
     ) -> PyResult<(u64, Option<String>, Vec<String>)> {
         let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
-        self.add_vllm(py, request, &request_id)
+        self.add_vllm(request, &request_id)
     }
 
     fn free_request(&mut self, request_id: &str) -> bool {

@@ -197,8 +197,8 @@ impl VllmHooks {
 
     /// After vLLM's `add_request`: a new request becomes a call of its program (the rules of
     /// `EngineAdapter.add_vllm_request`); a streaming update of a live request, which vLLM folds
-    /// into the request it has, is none. Reads `requests` and `finished_req_ids`. Returns None,
-    /// or what to log: (program id, the session if new, what was ignored).
+    /// into the request it has, is none. Reads `requests` only for an id that is live here.
+    /// Returns None, or what to log: (program id, the session if new, what was ignored).
     fn arrive(
         &mut self,
         py: Python<'_>,
@@ -206,19 +206,21 @@ impl VllmHooks {
         request: &Bound<'_, PyAny>,
     ) -> PyResult<Option<(u64, Option<String>, Vec<String>)>> {
         let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
-        let requests = scheduler.getattr(intern!(py, "requests"))?.cast_into::<PyDict>()?;
-        if !requests.get_item(&request_id)?.is_some_and(|kept| kept.is(request)) {
-            return Ok(None);
-        }
         let mut adapter = self.adapter.borrow_mut(py);
-        if scheduler.getattr(intern!(py, "finished_req_ids"))?.contains(&request_id)? {
-            // An id vLLM freed since its last step, given again: the old call is freed now, and
-            // the new one stays live at the next step.
+        // Every request vLLM holds is live here until its free is heard of at the next step, so
+        // an id not live here is a new request. One that is live names either the request vLLM
+        // has (a streaming update) or one vLLM freed since its last step (the id given again).
+        if adapter.is_live(request_id.to_str()?) {
+            let requests = scheduler.getattr(intern!(py, "requests"))?.cast_into::<PyDict>()?;
+            if !requests.get_item(&request_id)?.is_some_and(|kept| kept.is(request)) {
+                return Ok(None);
+            }
+            // The id given again: the old call is freed now, the new one stays live at the next step.
             let request_id = request_id.to_str()?;
             adapter.free(request_id);
             self.reused.insert(request_id.to_owned());
         }
-        let (program, new_session, ignored) = adapter.add_vllm(py, request, &request_id)?;
+        let (program, new_session, ignored) = adapter.add_vllm(request, &request_id)?;
         Ok((new_session.is_some() || !ignored.is_empty()).then_some((program, new_session, ignored)))
     }
 
