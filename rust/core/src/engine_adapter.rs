@@ -150,8 +150,10 @@ impl<V: Copy> Recent<V> {
     }
 }
 
+/// `H`: what the engine names a live call by besides its request id (the Python module keeps the
+/// request object), stored with it so an arrival and a free each touch one map entry the fewer.
 #[derive(Debug)]
-pub struct EngineAdapter {
+pub struct EngineAdapter<H = ()> {
     config: AdapterConfig,
     next_call: CallId,
     next_session_program: ProgramId,
@@ -160,9 +162,9 @@ pub struct EngineAdapter {
     /// Request id (vLLM's, and the one its client gave) -> (call, program), also after the call
     /// finished: parents are usually finished by the time their children arrive.
     lineage: Recent<(CallId, ProgramId)>,
-    /// A live request's id both ways, in one allocation.
+    /// A live request's id both ways, in one allocation, with the engine's handle on it.
     call_of: FxHashMap<Arc<str>, CallId>,
-    request_of: FxHashMap<CallId, Arc<str>>,
+    request_of: FxHashMap<CallId, (Arc<str>, H)>,
     /// Live requests of programs ended in the scheduler: never reported to it again.
     forgotten: FxHashSet<CallId>,
     // Since the last step:
@@ -174,6 +176,24 @@ pub struct EngineAdapter {
 
 impl EngineAdapter {
     pub fn new(config: AdapterConfig) -> CoreResult<Self> {
+        Self::with_handles(config)
+    }
+
+    /// `add_request_with` for an adapter without handles.
+    pub fn add_request(
+        &mut self,
+        request_id: &str,
+        program: Option<ProgramId>,
+        session: Option<&str>,
+        parents: &[&str],
+    ) -> CoreResult<Arrival> {
+        self.add_request_with(request_id, program, session, parents, ())
+    }
+}
+
+impl<H> EngineAdapter<H> {
+    /// An adapter that keeps a handle with each live call (`add_request_with`, `handle`).
+    pub fn with_handles(config: AdapterConfig) -> CoreResult<Self> {
         config.validate()?;
         Ok(EngineAdapter {
             next_call: 0,
@@ -221,7 +241,12 @@ impl EngineAdapter {
 
     /// The request id of a live call.
     pub fn request_id(&self, call: CallId) -> Option<&str> {
-        self.request_of.get(&call).map(|id| &**id)
+        self.request_of.get(&call).map(|(id, _)| &**id)
+    }
+
+    /// The handle a live call was added with.
+    pub fn handle(&self, call: CallId) -> Option<&H> {
+        self.request_of.get(&call).map(|(_, handle)| handle)
     }
 
     /// Calls finished since the last step (what the preemption guard counts).
@@ -232,13 +257,14 @@ impl EngineAdapter {
     /// A new request. `program`: a client's program id, used if in the client range; else
     /// `session` names the program; else the call is a program of its own. `parents`: request
     /// ids of earlier calls of the same program (others are ignored), as vLLM was given them or as
-    /// the client gave them (see `external_request_id`).
-    pub fn add_request(
+    /// the client gave them (see `external_request_id`). `handle` is kept until the request is freed.
+    pub fn add_request_with(
         &mut self,
         request_id: &str,
         program: Option<ProgramId>,
         session: Option<&str>,
         parents: &[&str],
+        handle: H,
     ) -> CoreResult<Arrival> {
         if self.call_of.contains_key(request_id) {
             return Err(CoreError::InvalidArgument(format!("request {request_id:?} is already live")));
@@ -263,7 +289,7 @@ impl EngineAdapter {
         }
         let request_id: Arc<str> = request_id.into();
         self.call_of.insert(request_id.clone(), call);
-        self.request_of.insert(call, request_id);
+        self.request_of.insert(call, (request_id, handle));
         self.arrivals.push((call, program, parents));
         Ok(Arrival { call, program, new_session })
     }
@@ -429,7 +455,7 @@ impl EngineAdapter {
 
     fn in_request_ids(&self, decision: &Decision) -> EngineDecision {
         let requests =
-            |calls: &[CallId]| calls.iter().filter_map(|c| Some(self.request_of.get(c)?.to_string())).collect();
+            |calls: &[CallId]| calls.iter().filter_map(|c| Some(self.request_of.get(c)?.0.to_string())).collect();
         EngineDecision { admit: requests(&decision.admit), preempt: requests(&decision.preempt) }
     }
 

@@ -141,6 +141,9 @@ const SCRATCH_IDS: usize = 256;
 /// Batches of new calls up to this size find duplicates among themselves by a scan, no set.
 const SCANNED_BATCH: usize = 16;
 
+/// Calls listed apart from the rest of the batch up to this many are told apart by a scan.
+const FEW_LISTED: usize = 8;
+
 /// Queue entries and deadlines name calls by slot (see `queues::CallHandle`).
 fn handle(slot: Slot) -> u64 {
     slot as u64
@@ -299,11 +302,22 @@ impl Scheduler {
         self.last_now = now;
         let stamp = self.next_batch_stamp; // what check_listed left on the listed calls
         let running = std::mem::take(&mut self.running);
+        let listed = std::mem::take(&mut self.listed);
+        // A step lists the few calls that prefilled: looking them up in the list leaves every
+        // other call's second cache line (where the stamp is) untouched.
+        let is_listed = |calls: &CallTable, slot: Slot| {
+            if listed.len() <= FEW_LISTED {
+                listed.contains(&slot)
+            } else {
+                calls[slot].seen_in_batch == stamp
+            }
+        };
         for &slot in running.slots() {
-            if self.calls[slot].seen_in_batch != stamp {
+            if !is_listed(&self.calls, slot) {
                 self.credit_one(slot, seconds);
             }
         }
+        self.listed = listed;
         self.running = running;
         self.credit_listed_each(amounts);
         Ok(())

@@ -56,6 +56,25 @@ fn a_live_request_id_cannot_arrive_twice() {
 }
 
 #[test]
+fn a_live_calls_handle_is_kept_until_its_request_is_freed() {
+    let config = AdapterConfig {
+        session_programs: SESSIONS,
+        solo_programs: SOLO,
+        session_memory: 8,
+        parent_memory: 8,
+        prefill_tokens_per_unit: 128.0,
+    };
+    let mut adapter: EngineAdapter<&str> = EngineAdapter::with_handles(config).unwrap();
+    let a = adapter.add_request_with("a", Some(1), None, &[], "request a").unwrap();
+    let b = adapter.add_request_with("b", Some(1), None, &[], "request b").unwrap();
+    assert_eq!((adapter.handle(a.call), adapter.handle(b.call)), (Some(&"request a"), Some(&"request b")));
+    assert!(adapter.is_live("a") && adapter.request_id(a.call) == Some("a"));
+    assert_eq!(adapter.free_request("a"), Some(a.call));
+    assert_eq!((adapter.handle(a.call), adapter.request_id(a.call)), (None, None));
+    assert!(!adapter.is_live("a") && adapter.is_live("b"));
+}
+
+#[test]
 fn parents_are_named_by_either_request_id_and_only_within_the_program() {
     let (mut adapter, mut scheduler) = setup(Policy::Atlas, 8);
     let parent = adapter.add_request("p-1234abcd", Some(1), None, &[]).unwrap();

@@ -442,3 +442,22 @@ fn a_step_credits_every_running_call_except_the_named_ones_their_own_amounts() {
     assert!(s.record_service_running_except(0.5, &[1], &[-1.0], 2.0).is_err());
     assert_eq!((service(&s, 1), service(&s, 2), service(&s, 3)), (0.5, 1.5, 0.5));
 }
+
+#[test]
+fn a_step_tells_the_named_calls_apart_however_many_are_named() {
+    // Up to a few named calls are found by a scan of the list, more by a stamp on each call.
+    for named in [1, 3, 9, 11] {
+        let mut s = scheduler(Policy::Plas);
+        for call in 1..=12 {
+            s.add_call(call, 100 + call, 0.0, &[]).unwrap();
+        }
+        assert_eq!(s.schedule(0.0, 12).unwrap().admit.len(), 12);
+        let listed: Vec<u64> = (1..=named).collect();
+        let amounts: Vec<f64> = listed.iter().map(|&call| 0.01 * call as f64).collect();
+        s.record_service_running_except(0.5, &listed, &amounts, 1.0).unwrap();
+        for call in 1..=12 {
+            let expected = if call <= named { 0.01 * call as f64 } else { 0.5 };
+            assert_eq!(s.call(call).unwrap().service, expected, "call {call} of 12 with {named} named");
+        }
+    }
+}

@@ -9,16 +9,14 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{ffi, intern};
-use rustc_hash::FxHashMap;
 
 use crate::{CoreErr, CoreResult, Scheduler};
 
 #[pyclass(module = "autellix_core")]
 pub struct EngineAdapter {
-    inner: core::EngineAdapter,
+    /// With each live call's handle, until its request is freed.
+    inner: core::EngineAdapter<Handle>,
     scheduler: Py<Scheduler>,
-    /// Each live call's handle, until its request is freed.
-    requests: FxHashMap<u64, Handle>,
     keys: Option<ExtraArgsKeys>,
 }
 
@@ -165,7 +163,7 @@ impl EngineAdapter {
 
     /// Forgets a freed request; true if it was one of ours.
     pub(crate) fn free(&mut self, request_id: &str) -> bool {
-        self.inner.free_request(request_id).is_some_and(|call| self.requests.remove(&call).is_some())
+        self.inner.free_request(request_id).is_some()
     }
 
     /// Frees every request named but those `still_live` says a new request was given since;
@@ -217,9 +215,10 @@ impl EngineAdapter {
             Some(request) => Handle::Request(PyWeakrefReference::new(request)?.unbind()),
             None => Handle::Id(request_id.clone().unbind()),
         };
-        let arrival = self.inner.add_request(request_id.to_str()?, program, session, parents).map_err(CoreErr::from)?;
-        self.requests.insert(arrival.call, handle);
-        Ok(arrival)
+        Ok(self
+            .inner
+            .add_request_with(request_id.to_str()?, program, session, parents, handle)
+            .map_err(CoreErr::from)?)
     }
 
     /// `add_vllm_request`, given the request's id.
@@ -240,7 +239,7 @@ impl EngineAdapter {
     }
 
     fn requests_of(&self, py: Python<'_>, calls: &[u64]) -> Requests {
-        calls.iter().filter_map(|call| self.requests.get(call)?.get(py)).collect()
+        calls.iter().filter_map(|call| self.inner.handle(*call)?.get(py)).collect()
     }
 
     /// A decision in the requests its calls were added with.
@@ -276,7 +275,7 @@ impl EngineAdapter {
             session: PyString::intern(py, &session).unbind(),
             parents: PyString::intern(py, &parents).unbind(),
         });
-        Ok(EngineAdapter { inner: core::EngineAdapter::new(config)?, scheduler, requests: FxHashMap::default(), keys })
+        Ok(EngineAdapter { inner: core::EngineAdapter::with_handles(config)?, scheduler, keys })
     }
 
     #[getter]
@@ -438,7 +437,7 @@ impl EngineAdapter {
 
     /// The request a live call was added with.
     fn request(&self, py: Python<'_>, call_id: u64) -> Option<Py<PyAny>> {
-        self.requests.get(&call_id)?.get(py)
+        self.inner.handle(call_id)?.get(py)
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
