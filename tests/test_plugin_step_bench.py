@@ -132,6 +132,22 @@ def test_a_request_id_freed_and_given_again_before_the_next_step_is_a_new_call()
     assert scheduler.core.num_running == 1 and scheduler.core.stats()["finished"] == 1
 
 
+def test_an_id_given_again_after_a_snapshot_caught_up_on_its_free_is_still_a_new_call():
+    """A snapshot applies vLLM's record of freed requests early; the same record is read again at
+    the next step, where the id now names a live request."""
+    scheduler = bench.make_scheduler("autellix", CONFIG)
+    spec = _specs(1)[0]
+    scheduler.add_request(bench.make_request(spec, CONFIG.block_size))
+    while scheduler.get_num_unfinished_requests():
+        output = scheduler.schedule()
+        scheduler.update_from_output(output, bench.model_output(scheduler, output))
+    assert scheduler.autellix_snapshot([])["num_running"] == 0  # the free, heard of early
+    scheduler.add_request(bench.make_request(spec, CONFIG.block_size))
+    output = scheduler.schedule()
+    assert list(output.num_scheduled_tokens) == [spec.request_id]
+    assert scheduler.core.num_running == 1 and scheduler.core.stats()["finished"] == 1
+
+
 def test_the_hook_floor_overrides_what_the_plugin_overrides():
     """The floor's own time is comparable only if it pays for the same hooks."""
     plugin = bench.plugin_class(bench.DEFAULT_PLUGIN)

@@ -41,6 +41,9 @@ pub struct VllmHooks {
     /// Ids vLLM freed since its last step and gave a new request since (rare): that one is live,
     /// though the id is in vLLM's record of freed requests.
     reused: FxHashSet<String>,
+    /// Ids in vLLM's record of freed requests that `catch_up` freed before the step: given again,
+    /// such an id is not live here, yet the step reads the record again.
+    caught_up: FxHashSet<String>,
     steps: u64,
     core_seconds: f64,
     requeued: u64,
@@ -173,6 +176,7 @@ impl VllmHooks {
             capacity: 0,
             batch_was_full: false,
             reused: FxHashSet::default(),
+            caught_up: FxHashSet::default(),
             steps: 0,
             core_seconds: 0.0,
             requeued: 0,
@@ -210,15 +214,17 @@ impl VllmHooks {
         // Every request vLLM holds is live here until its free is heard of at the next step, so
         // an id not live here is a new request. One that is live names either the request vLLM
         // has (a streaming update) or one vLLM freed since its last step (the id given again).
-        if adapter.is_live(request_id.to_str()?) {
+        let id = request_id.to_str()?;
+        if adapter.is_live(id) {
             let requests = scheduler.getattr(intern!(py, "requests"))?.cast_into::<PyDict>()?;
             if !requests.get_item(&request_id)?.is_some_and(|kept| kept.is(request)) {
                 return Ok(None);
             }
             // The id given again: the old call is freed now, the new one stays live at the next step.
-            let request_id = request_id.to_str()?;
-            adapter.free(request_id);
-            self.reused.insert(request_id.to_owned());
+            adapter.free(id);
+            self.reused.insert(id.to_owned());
+        } else if !self.caught_up.is_empty() && self.caught_up.contains(id) {
+            self.reused.insert(id.to_owned()); // freed already, by a snapshot
         }
         let (program, new_session, ignored) = adapter.add_vllm(request, &request_id)?;
         Ok((new_session.is_some() || !ignored.is_empty()).then_some((program, new_session, ignored)))
@@ -267,7 +273,9 @@ impl VllmHooks {
         scheduler_output: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
         self.admission.borrow_mut(py).clear();
-        self.reused.clear(); // vLLM's record of freed requests starts afresh
+        // vLLM's record of freed requests starts afresh.
+        self.reused.clear();
+        self.caught_up.clear();
         self.steps += 1;
         let running = scheduler.getattr(intern!(py, "running"))?.cast_into::<PyList>()?;
         self.batch_was_full = running.len() >= self.capacity;
@@ -293,6 +301,9 @@ impl VllmHooks {
         let mut adapter = adapter.borrow_mut(py);
         let freed = scheduler.getattr(intern!(py, "finished_req_ids"))?;
         self.free_finished(py, &mut adapter, scheduler, &freed)?;
+        for request_id in freed.try_iter()? {
+            self.caught_up.insert(request_id?.cast::<PyString>()?.to_str()?.to_owned());
+        }
         Ok(adapter.apply(py, self.core_clock))
     }
 
