@@ -44,6 +44,10 @@ impl Handle {
     }
 }
 
+/// A vLLM request added: (its program, the session if the adapter had not seen it, what was
+/// ignored, one line each for the log).
+pub(crate) type Added = (u64, Option<String>, Vec<String>);
+
 /// Requests as their calls were added (see `Handle`).
 pub(crate) type Requests = Vec<Py<PyAny>>;
 
@@ -222,11 +226,7 @@ impl EngineAdapter {
     }
 
     /// `add_vllm_request`, given the request's id.
-    pub(crate) fn add_vllm(
-        &mut self,
-        request: &Bound<'_, PyAny>,
-        request_id: &Bound<'_, PyString>,
-    ) -> PyResult<(u64, Option<String>, Vec<String>)> {
+    pub(crate) fn add_vllm(&mut self, request: &Bound<'_, PyAny>, request_id: &Bound<'_, PyString>) -> PyResult<Added> {
         let keys = self
             .keys
             .as_ref()
@@ -324,11 +324,7 @@ impl EngineAdapter {
 
     /// `add_request` for a vLLM `Request`, read here in one crossing: its id, `session_id`, and
     /// the program, session and parents its `extra_args` name under `extra_args_keys`.
-    fn add_vllm_request(
-        &mut self,
-        py: Python<'_>,
-        request: &Bound<'_, PyAny>,
-    ) -> PyResult<(u64, Option<String>, Vec<String>)> {
+    fn add_vllm_request(&mut self, py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Added> {
         let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
         self.add_vllm(request, &request_id)
     }

@@ -17,7 +17,7 @@ use pyo3::types::{PyDict, PyList, PyString};
 use rustc_hash::FxHashSet;
 
 use crate::admission_queue::AdmissionQueue;
-use crate::engine_adapter::{EngineAdapter, Requests};
+use crate::engine_adapter::{Added, EngineAdapter, Requests};
 
 /// See the module documentation.
 #[pyclass(module = "autellix_core")]
@@ -208,7 +208,7 @@ impl VllmHooks {
         py: Python<'_>,
         scheduler: &Bound<'_, PyAny>,
         request: &Bound<'_, PyAny>,
-    ) -> PyResult<Option<(u64, Option<String>, Vec<String>)>> {
+    ) -> PyResult<Option<Added>> {
         let request_id = request.getattr(intern!(py, "request_id"))?.cast_into::<PyString>()?;
         let mut adapter = self.adapter.borrow_mut(py);
         // Every request vLLM holds is live here until its free is heard of at the next step, so
