@@ -7,6 +7,9 @@ answers on a real server); the metrics are tests/test_server_metrics.py's."""
 from __future__ import annotations
 
 import argparse
+import socket
+import subprocess
+import sys
 import warnings
 from typing import Any
 
@@ -24,13 +27,34 @@ with warnings.catch_warnings():
         THREAD_ID_LIMIT,
     )
     from autellix.server.bodies import MAX_METADATA_BYTES, parse_program_create
-    from autellix.server.command import parse_size
+    from autellix.server.command import bound_socket, parse_size
     from autellix.server.errors import ApiError
     from autellix.server.identity import MAX_PARENTS, MAX_PROGRAM_ID_CHARS, CallIdentity, call_identity
     from autellix.server.programs import MAX_CALL_RECORDS, CallRecord, ProgramTable
     from autellix.server.schemas import check_json_schemas
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_the_server_port_is_bound_before_anything_listens_on_it() -> None:
+    with bound_socket("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError):  # bound, not listening: refused until served
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        with socket.socket() as other, pytest.raises(OSError):  # and taken for anyone else
+            other.bind(("127.0.0.1", port))
+
+
+def test_serve_on_a_busy_port_fails_before_any_engine_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "autellix.cli", "serve", "--port", str(port), "--model", "tiny"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2
+    assert f"autellix serve: error: [Errno 98] cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "engine(s) ready" not in done.stderr + done.stdout
 
 
 def test_sizes() -> None:

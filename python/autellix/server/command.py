@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import socket
 from typing import Any
 
 from autellix.arg_types import port, positive_float, positive_int, positive_or_inf
@@ -88,6 +89,22 @@ def vllm_frontend_args(args: argparse.Namespace) -> tuple[str, ...]:
     return (*tool_flags(args.tool_call_parser, args.tool_strict_level), *getattr(args, "unknown_args", ()))
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), not yet listening: connections are refused until the
+    server starts. Raises OSError (the CLI prints it) if the address is taken."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's own sites do
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise OSError(error.errno, f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvloop
     from aiohttp import web
@@ -122,6 +139,9 @@ def serve(args: argparse.Namespace) -> int:
     from autellix.server.vllm_serving import frontend_args
 
     frontend_args(args.model or "model", "model", settings.vllm_frontend_args)  # bad flags fail before the engines start
+    # Bound before the engines start: a busy port fails at once, not after the model loads, and
+    # no socket the engines open meanwhile (vLLM picks free ports of its own) can take it.
+    sock = bound_socket(args.host, args.port)
     app = make_app(settings, options)
     host = f"[{args.host}]" if ":" in args.host else args.host
 
@@ -134,8 +154,7 @@ def serve(args: argparse.Namespace) -> int:
 
     web.run_app(
         app,
-        host=args.host,
-        port=args.port,
+        sock=sock,
         print=ready,
         access_log=None,
         handler_cancellation=True,  # a client that hangs up cancels its call, which aborts it
