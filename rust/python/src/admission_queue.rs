@@ -11,7 +11,7 @@
 use pyo3::exceptions::PyIndexError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyIterator, PyList};
+use pyo3::types::{PyDict, PyIterator, PyList, PySet};
 
 #[pyclass(module = "autellix_core")]
 pub struct AdmissionQueue {
@@ -126,11 +126,11 @@ impl AdmissionQueue {
 
     fn remove_requests(&mut self, requests: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = requests.py();
-        let gone = PyDict::new(py);
+        let gone = PySet::empty(py)?;
         for request in requests.try_iter()? {
             let id = request_id(&request?)?;
             self.forget(&id)?;
-            gone.set_item(id, true)?;
+            gone.add(id)?;
         }
         if !self.admit.is_empty() {
             let mut kept = Vec::with_capacity(self.admit.len());

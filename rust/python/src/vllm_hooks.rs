@@ -38,12 +38,10 @@ pub struct VllmHooks {
     core_clock: f64,
     capacity: usize,
     batch_was_full: bool,
-    /// Ids vLLM freed since its last step and gave a new request since (rare): that one is live,
-    /// though the id is in vLLM's record of freed requests.
+    /// Ids in vLLM's record of freed requests that may name a live request by the step (rare):
+    /// given to a new request since, or freed early by `catch_up` (and so perhaps given again
+    /// unnoticed). The step frees them only if vLLM no longer holds them live.
     reused: FxHashSet<String>,
-    /// Ids in vLLM's record of freed requests that `catch_up` freed before the step: given again,
-    /// such an id is not live here, yet the step reads the record again.
-    caught_up: FxHashSet<String>,
     steps: u64,
     core_seconds: f64,
     requeued: u64,
@@ -176,7 +174,6 @@ impl VllmHooks {
             capacity: 0,
             batch_was_full: false,
             reused: FxHashSet::default(),
-            caught_up: FxHashSet::default(),
             steps: 0,
             core_seconds: 0.0,
             requeued: 0,
@@ -223,8 +220,6 @@ impl VllmHooks {
             // The id given again: the old call is freed now, the new one stays live at the next step.
             adapter.free(id);
             self.reused.insert(id.to_owned());
-        } else if !self.caught_up.is_empty() && self.caught_up.contains(id) {
-            self.reused.insert(id.to_owned()); // freed already, by a snapshot
         }
         let (program, new_session, ignored) = adapter.add_vllm(request, &request_id)?;
         Ok((new_session.is_some() || !ignored.is_empty()).then_some((program, new_session, ignored)))
@@ -273,9 +268,7 @@ impl VllmHooks {
         scheduler_output: &Bound<'_, PyAny>,
     ) -> PyResult<usize> {
         self.admission.borrow_mut(py).clear();
-        // vLLM's record of freed requests starts afresh.
-        self.reused.clear();
-        self.caught_up.clear();
+        self.reused.clear(); // vLLM's record of freed requests starts afresh
         self.steps += 1;
         let running = scheduler.getattr(intern!(py, "running"))?.cast_into::<PyList>()?;
         self.batch_was_full = running.len() >= self.capacity;
@@ -302,7 +295,7 @@ impl VllmHooks {
         let freed = scheduler.getattr(intern!(py, "finished_req_ids"))?;
         self.free_finished(py, &mut adapter, scheduler, &freed)?;
         for request_id in freed.try_iter()? {
-            self.caught_up.insert(request_id?.cast::<PyString>()?.to_str()?.to_owned());
+            self.reused.insert(request_id?.cast::<PyString>()?.to_str()?.to_owned());
         }
         Ok(adapter.apply(py, self.core_clock))
     }
