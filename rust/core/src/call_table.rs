@@ -52,6 +52,11 @@ impl CallTable {
         self.ids[slot]
     }
 
+    /// Every live call with its id, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (Slot, CallId, &Call)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(slot, call)| Some((slot, self.ids[slot], call.as_ref()?)))
+    }
+
     /// Stores a call whose id is not live.
     pub fn insert(&mut self, id: CallId, call: Call) -> Slot {
         let slot = match self.free.pop() {

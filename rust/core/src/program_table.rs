@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::{CallId, ProgramId};
 
@@ -16,8 +16,9 @@ pub struct Program {
     pub waiting_time: f64,
     /// W_p of the anti-starvation rule: its calls' waiting since one of them was last promoted.
     pub starvation_wait: f64,
-    /// Live calls (waiting or running). A set: a program can have thousands of live calls.
-    pub live_calls: FxHashSet<CallId>,
+    /// How many of its calls are live (waiting or running). The calls themselves are found in
+    /// the call table: keeping them here too cost each arrival and finish a cache miss.
+    pub live_calls: usize,
     pub last_arrival: f64,
     pub last_completion: f64,
     /// Programs are numbered as they arrive; PLAS and ATLAS serve older programs first within a
@@ -33,7 +34,7 @@ pub struct Program {
 
 impl Program {
     pub fn active_calls(&self) -> usize {
-        self.live_calls.len()
+        self.live_calls
     }
 }
 
@@ -111,9 +112,9 @@ impl ProgramTable {
         (slot, self.slots[slot].as_mut().expect("indexed slot is in use"))
     }
 
-    pub fn add_live_call(&mut self, id: ProgramId, call: CallId, now: f64) -> (ProgramSlot, &mut Program) {
+    pub fn add_live_call(&mut self, id: ProgramId, now: f64) -> (ProgramSlot, &mut Program) {
         let (slot, program) = self.ensure(id, now);
-        program.live_calls.insert(call);
+        program.live_calls += 1;
         program.last_arrival = now;
         (slot, program)
     }
@@ -128,18 +129,18 @@ impl ProgramTable {
         if keep_path {
             program.finished_paths.insert(call, path);
         }
-        program.live_calls.remove(&call);
-        if program.live_calls.is_empty() {
+        program.live_calls -= 1;
+        if program.live_calls == 0 {
             program.idle_since = now;
             self.went_idle.push_back((now, program.id));
         }
     }
 
     /// Forgets a live call of the program and starts its stale timer if it became idle.
-    pub fn remove_live_call(&mut self, id: ProgramId, call: CallId, now: f64) {
+    pub fn remove_live_call(&mut self, id: ProgramId, now: f64) {
         let Some(program) = self.get_mut(id) else { return };
-        program.live_calls.remove(&call);
-        if program.live_calls.is_empty() {
+        program.live_calls -= 1;
+        if program.live_calls == 0 {
             program.idle_since = now;
             self.went_idle.push_back((now, id));
         }
@@ -160,7 +161,7 @@ impl ProgramTable {
             }
             self.went_idle.pop_front();
             // Entries of programs that became busy again, or idle later, are out of date.
-            let still_idle = self.get(id).is_some_and(|p| p.live_calls.is_empty() && p.idle_since == since);
+            let still_idle = self.get(id).is_some_and(|p| p.live_calls == 0 && p.idle_since == since);
             if still_idle {
                 self.remove(id);
                 dropped += 1;
@@ -177,9 +178,9 @@ mod tests {
     #[test]
     fn idle_programs_go_stale_busy_ones_do_not() {
         let mut table = ProgramTable::default();
-        table.add_live_call(1, 10, 0.0);
-        table.add_live_call(2, 20, 0.0);
-        table.remove_live_call(1, 10, 1.0);
+        table.add_live_call(1, 0.0);
+        table.add_live_call(2, 0.0);
+        table.remove_live_call(1, 1.0);
         assert_eq!(table.drop_stale(5.0, 5.0), 0);
         assert_eq!(table.drop_stale(6.0, 5.0), 1);
         assert!(table.get(1).is_none());
@@ -189,10 +190,10 @@ mod tests {
     #[test]
     fn activity_restarts_the_stale_timer() {
         let mut table = ProgramTable::default();
-        table.add_live_call(1, 10, 0.0);
-        table.remove_live_call(1, 10, 1.0);
-        table.add_live_call(1, 11, 4.0);
-        table.remove_live_call(1, 11, 5.0);
+        table.add_live_call(1, 0.0);
+        table.remove_live_call(1, 1.0);
+        table.add_live_call(1, 4.0);
+        table.remove_live_call(1, 5.0);
         assert_eq!(table.drop_stale(7.0, 5.0), 0, "went idle again at 5.0, not 1.0");
         assert_eq!(table.drop_stale(10.0, 5.0), 1);
     }

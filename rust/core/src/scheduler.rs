@@ -356,18 +356,39 @@ impl Scheduler {
     /// Ends a program: drops it and its live calls, whose ids are returned (sorted) so the caller
     /// can abort them in the engine.
     pub fn end_program(&mut self, program: ProgramId) -> CoreResult<Vec<CallId>> {
-        let entry = self.programs.remove(program).ok_or(CoreError::UnknownProgram(program))?;
-        let mut dropped: Vec<CallId> = entry.live_calls.into_iter().collect();
-        for &call in &dropped {
-            let slot = self.calls.slot_of(call).expect("a program's live calls are live");
+        let slots = self.live_slots_of(program).ok_or(CoreError::UnknownProgram(program))?;
+        self.programs.remove(program);
+        let mut dropped = Vec::with_capacity(slots.len());
+        for slot in slots {
             match self.calls[slot].state {
                 CallState::Running => self.remove_running(slot),
                 CallState::Waiting => self.waiting_per_queue[self.calls[slot].queue] -= 1,
             }
+            dropped.push(self.calls.id(slot));
             self.calls.remove(slot);
         }
         dropped.sort_unstable();
         Ok(dropped)
+    }
+
+    /// A known program's live calls, sorted; None for an unknown program.
+    pub fn program_calls(&self, program: ProgramId) -> Option<Vec<CallId>> {
+        let mut calls: Vec<CallId> = self.live_slots_of(program)?.into_iter().map(|slot| self.calls.id(slot)).collect();
+        calls.sort_unstable();
+        Some(calls)
+    }
+
+    /// The slots of a known program's live calls: a scan of the call table, skipped for a program
+    /// with none live (how programs usually end). Only ending or inspecting a program needs them.
+    fn live_slots_of(&self, program: ProgramId) -> Option<Vec<Slot>> {
+        let live = self.programs.get(program)?.live_calls;
+        if live == 0 {
+            return Some(Vec::new());
+        }
+        let slots: Vec<Slot> =
+            self.calls.iter().filter(|(_, _, call)| call.program == program).map(|(slot, _, _)| slot).collect();
+        debug_assert_eq!(slots.len(), live, "a program's count of live calls matches the call table");
+        Some(slots)
     }
 
     /// Decides which waiting calls start and which running calls stop, for an engine that can
@@ -563,7 +584,7 @@ impl Scheduler {
         let policy = self.config.policy;
         let from_parents = (policy == Policy::Atlas && !new.parents.is_empty()).then(|| self.parents_priority(new));
         // One lookup for the program's priority and order; adding the call changes neither.
-        let (program_slot, program) = self.programs.add_live_call(new.program, new.call, now);
+        let (program_slot, program) = self.programs.add_live_call(new.program, now);
         let priority = from_parents.unwrap_or(match policy {
             Policy::Fcfs | Policy::Mlfq => 0.0,
             Policy::Plas => program.attained_service,

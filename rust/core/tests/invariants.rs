@@ -162,7 +162,15 @@ fn check_books(s: &Scheduler, model: &Model) {
             "call {id}: service {} credited {credited}",
             call.service
         );
-        assert!(s.program(program).is_some_and(|p| p.live_calls.contains(&id)));
+    }
+    // Each program's live calls, and their count, are exactly the model's.
+    let mut live_by_program: BTreeMap<ProgramId, Vec<CallId>> = BTreeMap::new();
+    for (&id, &program) in &model.live {
+        live_by_program.entry(program).or_default().push(id);
+    }
+    for (program, calls) in &live_by_program {
+        assert_eq!(s.program_calls(*program).as_ref(), Some(calls), "program {program}'s live calls");
+        assert_eq!(s.program(*program).map(|p| p.active_calls()), Some(calls.len()));
     }
     assert_eq!(waiting, s.num_waiting());
     assert_eq!(s.queue_lengths().iter().sum::<usize>(), waiting);
@@ -227,7 +235,8 @@ proptest! {
                     let id = model.next_call;
                     // Parents: earlier calls of the same program, live or finished.
                     let known: Vec<CallId> = s.program(program).map_or_else(Vec::new, |p| {
-                        p.live_calls.iter().chain(p.finished_paths.keys()).copied().collect()
+                        let live = s.program_calls(program).unwrap_or_default();
+                        live.into_iter().chain(p.finished_paths.keys().copied()).collect()
                     });
                     let parents: Vec<CallId> = parent_picks.iter().filter_map(|&i| pick(&known, i)).collect();
                     let service = s.program(program).map_or(0.0, |p| p.attained_service);

@@ -242,9 +242,9 @@ impl Scheduler {
     }
 
     fn program_info<'py>(&self, py: Python<'py>, program_id: u64) -> PyResult<Bound<'py, PyDict>> {
-        let program = self.inner.program(program_id).ok_or(CoreErr(core::CoreError::UnknownProgram(program_id)))?;
-        let mut calls: Vec<u64> = program.live_calls.iter().copied().collect();
-        calls.sort_unstable();
+        let unknown = || CoreErr(core::CoreError::UnknownProgram(program_id));
+        let program = self.inner.program(program_id).ok_or_else(unknown)?;
+        let calls = self.inner.program_calls(program_id).ok_or_else(unknown)?;
         let info = PyDict::new(py);
         info.set_item("attained_service", program.attained_service)?;
         info.set_item("critical_path", program.critical_path)?;
