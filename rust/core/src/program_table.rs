@@ -6,7 +6,10 @@ use rustc_hash::FxHashMap;
 
 use crate::{CallId, ProgramId};
 
+/// Laid out in two cache lines: the first holds all that arrivals, admissions and finishes read
+/// and write, so the program of a call costs one line (the rest only when it goes idle, or ATLAS).
 #[derive(Debug, Clone, Default)]
+#[repr(C, align(64))]
 pub struct Program {
     /// Engine time of the program's finished calls (PLAS priority).
     pub attained_service: f64,
@@ -24,6 +27,7 @@ pub struct Program {
     /// Programs are numbered as they arrive; PLAS and ATLAS serve older programs first within a
     /// queue, so a program's context stays cached between its calls.
     pub arrival_order: u64,
+    // ----- second line
     /// When the program last had no live call; the stale timer runs from here.
     idle_since: f64,
     /// Its own id, for the idle FIFO when a call reaches it by slot.
@@ -174,6 +178,12 @@ impl ProgramTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_every_call_touches_fits_the_first_cache_line() {
+        assert_eq!(std::mem::align_of::<Program>(), 64);
+        assert_eq!(std::mem::offset_of!(Program, idle_since), 64, "the first line is full");
+    }
 
     #[test]
     fn idle_programs_go_stale_busy_ones_do_not() {

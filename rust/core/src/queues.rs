@@ -5,7 +5,11 @@
 //! the steady state.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
+
+// Four children a node: half the levels of a binary heap, and a node's children share cache lines,
+// so a pop from a large queue touches fewer cold lines.
+use dary_heap::QuaternaryHeap as Heap;
 
 /// The scheduler's handle on a call (its slot in the call table): entries name calls by it.
 pub type CallHandle = u64;
@@ -17,10 +21,10 @@ pub type Ticket = u64;
 /// program-blind policies), then the call's own FCFS order.
 pub type Position = (u64, u64);
 
+/// An entry of one lane (`WaitingQueue::HEAD_OF_LINE` for promoted calls, else 1 + the call's
+/// queue); the lane is where it is kept, not part of it, so two entries share a cache line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct QueueEntry {
-    /// The lane: `WaitingQueue::HEAD_OF_LINE` for promoted calls, else 1 + the call's queue.
-    pub lane: usize,
     pub order: Position,
     pub ticket: Ticket,
     pub call: CallHandle,
@@ -32,7 +36,7 @@ pub struct QueueEntry {
 #[derive(Debug, Default)]
 struct Level {
     fifo: VecDeque<QueueEntry>,
-    returned: BinaryHeap<Reverse<QueueEntry>>,
+    returned: Heap<Reverse<QueueEntry>>,
 }
 
 impl Level {
@@ -100,20 +104,30 @@ impl WaitingQueue {
         }
     }
 
-    pub fn push(&mut self, entry: QueueEntry) {
-        self.levels[entry.lane].push(entry);
+    pub fn push(&mut self, lane: usize, entry: QueueEntry) {
+        self.levels[lane].push(entry);
     }
 
     /// The most urgent entry in `first_lane` or after it for which `is_current` holds, dropping
     /// stale ones on the way.
     pub fn peek_from(&mut self, first_lane: usize, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
-        self.levels[first_lane..].iter_mut().find_map(|level| level.peek(&is_current))
+        self.front_from(first_lane, is_current).map(|(_, entry)| entry)
     }
 
     pub fn pop_from(&mut self, first_lane: usize, is_current: impl Fn(&QueueEntry) -> bool) -> Option<QueueEntry> {
-        let top = self.peek_from(first_lane, is_current)?;
-        self.levels[top.lane].remove_front(&top);
+        let (lane, top) = self.front_from(first_lane, is_current)?;
+        self.levels[lane].remove_front(&top);
         Some(top)
+    }
+
+    /// `peek_from`, with the lane the entry is in.
+    fn front_from(
+        &mut self,
+        first_lane: usize,
+        is_current: impl Fn(&QueueEntry) -> bool,
+    ) -> Option<(usize, QueueEntry)> {
+        let mut lanes = self.levels[first_lane..].iter_mut().enumerate();
+        lanes.find_map(|(i, level)| Some((first_lane + i, level.peek(&is_current)?)))
     }
 
     /// Removes stale entries once they outnumber live ones, so memory tracks the live count.
@@ -158,7 +172,7 @@ impl Ord for Deadline {
 /// The moments waiting calls become starved, earliest first.
 #[derive(Debug, Default)]
 pub struct StarvationDeadlines {
-    heap: BinaryHeap<Reverse<Deadline>>,
+    heap: Heap<Reverse<Deadline>>,
 }
 
 impl StarvationDeadlines {
@@ -185,16 +199,16 @@ impl StarvationDeadlines {
 mod tests {
     use super::*;
 
-    fn entry(lane: usize, order: u64, ticket: Ticket) -> QueueEntry {
-        QueueEntry { lane, order: (0, order), ticket, call: ticket }
+    fn entry(order: u64, ticket: Ticket) -> QueueEntry {
+        QueueEntry { order: (0, order), ticket, call: ticket }
     }
 
     #[test]
     fn lower_queue_first_then_fcfs() {
         let mut queue = WaitingQueue::new(2);
-        queue.push(entry(2, 0, 1));
-        queue.push(entry(1, 5, 2));
-        queue.push(entry(1, 3, 3));
+        queue.push(2, entry(0, 1));
+        queue.push(1, entry(5, 2));
+        queue.push(1, entry(3, 3));
         let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, |_| true)).map(|e| e.ticket).collect();
         assert_eq!(order, vec![3, 2, 1]);
     }
@@ -202,8 +216,8 @@ mod tests {
     #[test]
     fn head_of_line_first_and_skippable() {
         let mut queue = WaitingQueue::new(2);
-        queue.push(entry(WaitingQueue::lane(0, false), 1, 1));
-        queue.push(entry(WaitingQueue::lane(1, true), 9, 2));
+        queue.push(WaitingQueue::lane(0, false), entry(1, 1));
+        queue.push(WaitingQueue::lane(1, true), entry(9, 2));
         assert_eq!(queue.peek_from(0, |_| true).map(|e| e.ticket), Some(2));
         assert_eq!(queue.pop_from(1, |_| true).map(|e| e.ticket), Some(1));
         assert_eq!(queue.pop_from(0, |_| true).map(|e| e.ticket), Some(2));
@@ -212,10 +226,10 @@ mod tests {
     #[test]
     fn returned_calls_keep_their_place() {
         let mut queue = WaitingQueue::new(1);
-        queue.push(entry(0, 5, 1));
-        queue.push(entry(0, 7, 2));
-        queue.push(entry(0, 2, 3)); // preempted: it arrived before both
-        queue.push(entry(0, 6, 4)); // preempted, between the two
+        queue.push(0, entry(5, 1));
+        queue.push(0, entry(7, 2));
+        queue.push(0, entry(2, 3)); // preempted: it arrived before both
+        queue.push(0, entry(6, 4)); // preempted, between the two
         let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, |_| true)).map(|e| e.order.1).collect();
         assert_eq!(order, vec![2, 5, 6, 7]);
     }
@@ -224,7 +238,7 @@ mod tests {
     fn older_programs_go_first_then_fcfs() {
         let mut queue = WaitingQueue::new(1);
         let mut push = |program: u64, order: u64| {
-            queue.push(QueueEntry { lane: 0, order: (program, order), ticket: order, call: order })
+            queue.push(0, QueueEntry { order: (program, order), ticket: order, call: order })
         };
         push(2, 1);
         push(2, 3);
@@ -237,8 +251,8 @@ mod tests {
     #[test]
     fn stale_entries_are_skipped() {
         let mut queue = WaitingQueue::new(1);
-        queue.push(entry(0, 0, 1));
-        queue.push(entry(0, 1, 2));
+        queue.push(0, entry(0, 1));
+        queue.push(0, entry(1, 2));
         assert_eq!(queue.pop_from(0, |e| e.ticket != 1).map(|e| e.ticket), Some(2));
         assert_eq!(queue.pop_from(0, |_| true), None);
     }

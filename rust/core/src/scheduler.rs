@@ -633,7 +633,7 @@ impl Scheduler {
         call.ticket = ticket;
         call.waiting_since = now;
         let lane = WaitingQueue::lane(call.queue, call.promoted);
-        self.waiting.push(QueueEntry { lane, order: call.position(), ticket, call: handle(slot) });
+        self.waiting.push(lane, QueueEntry { order: call.position(), ticket, call: handle(slot) });
         self.waiting_per_queue[call.queue] += 1;
         if call.queue == 0 || beta.is_infinite() {
             return;
@@ -898,5 +898,17 @@ fn check_seconds(seconds: f64) -> CoreResult<()> {
         Ok(())
     } else {
         Err(CoreError::InvalidArgument(format!("service seconds must be finite and >= 0, got {seconds}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crediting_a_call_and_checking_its_entries_read_only_its_first_cache_line() {
+        assert_eq!(std::mem::align_of::<Call>(), 64);
+        assert_eq!(std::mem::offset_of!(Call, program), 64, "the first line is full");
+        assert_eq!(std::mem::size_of::<Option<Call>>(), 128, "a slot is two lines");
     }
 }
