@@ -1,12 +1,16 @@
 """The simulator applies exactly what the Rust core decides, and the core's policies behave as
 expected on small cases; the srpt oracle beats fcfs."""
 
+import math
+import statistics
+
 import autellix_core
 import pytest
 
 from autellix.sim.metrics import summarize
 from autellix.sim.presets import EngineConfig
 from autellix.sim.simulator import Simulator, simulate
+from autellix.sim.srpt import SrptKnowledge, SrptScheduler
 from autellix.sim.trace import Call, Program
 from autellix.sim.workloads import generate
 
@@ -132,3 +136,42 @@ def test_srpt_not_worse_than_fcfs_on_a_loaded_workload():
     fcfs = summarize(simulate(progs, "fcfs", config=cfg))
     srpt = summarize(simulate(progs, "srpt", config=cfg))
     assert srpt["mean_token_latency"] < fcfs["mean_token_latency"]
+
+
+def test_srpt_that_knows_only_issued_calls_cannot_see_a_long_future():
+    # One slot, both programs arrive at once: "chain" is a short call then a long one, "single" one
+    # middling call. Knowing the future, srpt runs single first (100 left against 410); knowing only
+    # the calls issued, it sees 10 against 100 and runs chain's first call first.
+    progs = [Program("chain", 0.0, [Call("a", 50, 10), Call("b", 50, 400, ("a",))]),
+             Program("single", 0.0, [Call("a", 50, 100)])]
+    cfg = FLAT.replace(max_running=1)
+    full = simulate(progs, "srpt", config=cfg)
+    issued = simulate(progs, "srpt", config=cfg, scheduler_options={"knows": "issued"})
+    assert full.programs[1].calls[0].start < full.programs[0].calls[0].start
+    assert issued.programs[0].calls[0].start < issued.programs[1].calls[0].start
+
+
+def test_srpt_estimates_are_off_by_a_log_normal_factor_of_the_given_spread():
+    estimate = SrptKnowledge(error=0.5, error_seed=3).estimator()
+    logs = [math.log(estimate(2.0) / 2.0) for _ in range(20_000)]
+    assert abs(statistics.fmean(logs)) < 0.02
+    assert abs(statistics.stdev(logs) - 0.5) < 0.02
+    assert SrptKnowledge().estimator()(7.0) == 7.0
+
+
+@pytest.mark.parametrize("options, field", [({"ladder": 1}, "ladder"), ({"knows": "everything"}, "knows"),
+                                            ({"error": -1.0}, "error"), ({"error": float("nan")}, "error")])
+def test_srpt_rejects_options_it_does_not_take_naming_them(options, field):
+    with pytest.raises(ValueError, match=field):
+        simulate([Program("p", 0.0, [Call("a", 50, 10)])], "srpt", config=FLAT, scheduler_options=options)
+
+
+def test_srpt_tells_the_engine_where_a_call_that_moved_twice_in_a_decision_ends_up():
+    # An estimate that changes between pushes: X is admitted, preempted for Y, then admitted again.
+    estimates = iter([1.0, 10.0, 0.0, 1.0])
+    sched = SrptScheduler(lambda program: next(estimates) if program == 1 else 2.0)
+    sched.add_call(1, 1, 0.0)  # X, queued at 1.0
+    sched.add_call(2, 2, 0.0)  # Y, 2.0
+    decision = sched.schedule(0.0, capacity=1)
+    assert (decision.admit, decision.preempt) == ([1], [])
+    assert sched.n_running == 1 and sched.calls[1].running

@@ -7,10 +7,18 @@ no anti-starvation, and step crediting (every call in a step credited the step's
 old default); then mlfq, fcfs and srpt, which ranks programs by their true remaining work. If no
 non-clairvoyant variant comes near srpt, what limits Autellix is what srpt knows and it does not.
 
+With `--predictors` the variants are srpt's instead, each knowing less (`SrptKnowledge`): its
+remaining work misestimated by a log-normal factor per call (spread 0.5 or 1.0: within 1.65x or
+2.7x of the truth for two calls in three), or only the calls issued so far (what a predictor of each
+call's output length could know, never a program's later calls), exact or misestimated. Where they
+cross 0.8x of srpt says what a predictor of remaining work must know, and how well, for Autellix to.
+
     .venv/bin/python bench/sim/srpt_gap.py                 # sharegpt, bfcl, lats, mixed (~15 min, 2 jobs)
     .venv/bin/python bench/sim/srpt_gap.py --workloads sharegpt --jobs 1
+    .venv/bin/python bench/sim/srpt_gap.py --predictors    # srpt knowing less
 
-Writes bench/results/sim/srpt-gap.{json,md,png} (the sweep's files, plus a gap table in the .md).
+Writes bench/results/sim/srpt-gap.{json,md,png}, or srpt-predictors.* (the sweep's files, plus a gap
+table in the .md).
 """
 
 from __future__ import annotations
@@ -55,6 +63,18 @@ def series_for(workload: str) -> list[Series]:
     ]
 
 
+def predictor_series(workload: str) -> list[Series]:
+    policy = AUTELLIX[workload]
+    return [
+        Series(policy, policy),
+        Series("srpt", "srpt"),
+        Series("srpt, error 0.5", "srpt", scheduler_options=(("error", 0.5),)),
+        Series("srpt, error 1.0", "srpt", scheduler_options=(("error", 1.0),)),
+        Series("srpt, issued calls", "srpt", scheduler_options=(("knows", "issued"),)),
+        Series("srpt, issued calls, error 0.5", "srpt", scheduler_options=(("knows", "issued"), ("error", 0.5))),
+    ]
+
+
 def gap_table(rows: list[dict], slo: float = 10.0) -> str:
     """Each series' throughput at `slo` x the unloaded latency as a fraction of srpt's."""
     lines = [
@@ -78,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="sharegpt,bfcl,lats,mixed")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default="srpt-gap")
+    parser.add_argument("--predictors", action="store_true", help="srpt knowing less, instead of Autellix's variants")
+    parser.add_argument("--name", help="results name (default srpt-gap, or srpt-predictors)")
     args = parser.parse_args(argv)
+    make_series = predictor_series if args.predictors else series_for
+    name = args.name or ("srpt-predictors" if args.predictors else "srpt-gap")
     config = get_preset("a100-llama8b")
     workloads = [w for w in args.workloads.split(",") if w]
     results = []
@@ -87,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         top = MAX_LOAD[workload] * estimate_capacity(workload, config, 1) * 1.0001
         rates = {workload: [r for r in default_rates(workload, config, 1, 11) if r <= top]}
         results += run_sweep(
-            [workload], series_for(workload), rates, 0, args.seed, config, jobs=args.jobs,
+            [workload], make_series(workload), rates, 0, args.seed, config, jobs=args.jobs,
             wall_limit=60.0, log=lambda line: print(line, file=sys.stderr, flush=True), duration=DURATION_S,
         )
+    series = ", ".join(s.label for s in make_series("sharegpt"))
     meta = {"preset": config.name, "seed": args.seed, "duration_s": DURATION_S, "clock": "work (per series)",
-            "series": "Autellix's policy on defaults; finer ladder; no anti-starvation; step credit; mlfq; fcfs; srpt"}
-    paths = write_outputs(results, OUT, args.name, meta)
+            "series": f"{series} (Autellix's policy is atlas on lats and mixed)"}
+    paths = write_outputs(results, OUT, name, meta)
     gap = gap_table(throughput_table(results))
     with open(paths["md"], "a", encoding="utf-8") as f:
         f.write("\n## Throughput at 10x the unloaded latency, against srpt\n\n" + gap)

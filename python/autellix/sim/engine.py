@@ -51,7 +51,7 @@ class SchedulerLike(Protocol):
 
 class SimProgram:
     __slots__ = ("index", "program_id", "arrival", "calls", "left", "finish", "output_tokens", "engines",
-                 "system", "workload", "work_left")
+                 "system", "workload", "known_left")
 
     def __init__(self, index: int, program_id: str, arrival: float, system: int, workload: str | None):
         self.index = index
@@ -64,13 +64,13 @@ class SimProgram:
         self.engines: set[int] = set()
         self.system = system
         self.workload = workload
-        self.work_left = 0.0  # srpt oracle: remaining work of unfinished calls
+        self.known_left = 0.0  # srpt oracle: its estimate of the work it may know left (SrptKnowledge)
 
 
 class SimCall:
     __slots__ = ("cid", "program", "prompt", "output", "prefix", "delay", "parents", "children", "pending",
                  "engine", "generated", "prefill_left", "ctx", "end", "version", "state", "release",
-                 "start", "finish", "swapped", "work", "name")
+                 "start", "finish", "swapped", "work", "estimate", "name")
 
     def __init__(self, cid: int, program: SimProgram, name: str, prompt: int, output: int, prefix: int,
                  delay: float):
@@ -96,6 +96,7 @@ class SimCall:
         self.finish = -1.0
         self.swapped = False
         self.work = 0.0
+        self.estimate = 0.0  # the srpt oracle's estimate of `work`
 
 
 @dataclass(slots=True)

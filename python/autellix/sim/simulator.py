@@ -19,7 +19,7 @@ from autellix import work_units
 from autellix.contract import CORE_POLICIES
 from autellix.sim.engine import WORK_CLOCKS, Engine, SimCall, SimProgram
 from autellix.sim.presets import EngineConfig, get_preset
-from autellix.sim.srpt import SrptScheduler, call_work
+from autellix.sim.srpt import SrptKnowledge, SrptScheduler, call_work
 from autellix.sim.trace import Program
 
 __all__ = ["CORE_POLICIES", "POLICIES", "BALANCERS", "SimResult", "Simulator", "simulate", "load_core"]
@@ -78,8 +78,9 @@ class Simulator:
         self.balancer_name = balancer if engines > 1 else None
         self.programs: list[SimProgram] = []
         self.calls: list[SimCall] = []
-        self._build(programs)
         opts = dict(scheduler_options or {})
+        self.knowledge = SrptKnowledge.from_options(opts) if policy == "srpt" else SrptKnowledge()
+        self._build(programs)
         if clock in WORK_CLOCKS and policy in CORE_POLICIES and policy != "fcfs" and "queue_boundaries" not in opts:
             # What the vLLM plug-in runs with: the ladder in engine work units.
             opts["queue_boundaries"] = list(work_units.QUEUE_BOUNDARIES)
@@ -92,7 +93,7 @@ class Simulator:
             if scheduler_factory is not None:
                 sched = scheduler_factory(i)
             elif policy == "srpt":
-                sched = SrptScheduler(self._remaining)
+                sched = SrptScheduler(self._remaining, refresh_on_arrival=self.knowledge.knows == "issued")
             else:
                 assert core is not None
                 sched = core.Scheduler(policy=policy, **opts)
@@ -108,11 +109,13 @@ class Simulator:
         self.n_events = 0
 
     def _remaining(self, program_index: int) -> float:
-        return self.programs[program_index].work_left
+        return self.programs[program_index].known_left
 
     def _build(self, programs: Sequence[Program]) -> None:
         cid = 0
         limit = self.cfg.kv_tokens
+        estimate = self.knowledge.estimator()
+        knows_future = self.knowledge.knows == "program"
         for idx, p in enumerate(programs):
             sp = SimProgram(idx, p.program_id, p.arrival, p.system_tokens, p.workload)
             by_name: dict[str, SimCall] = {}
@@ -125,7 +128,9 @@ class Simulator:
                 sc = SimCall(cid, sp, c.call_id, c.prompt_tokens, c.output_tokens, c.prefix_tokens, c.delay)
                 cid += 1
                 sc.work = call_work(c.prompt_tokens, c.output_tokens)
-                sp.work_left += sc.work
+                sc.estimate = estimate(sc.work)
+                if knows_future:
+                    sp.known_left += sc.estimate
                 for name in c.parents:
                     parent = by_name[name]
                     sc.parents.append(parent)
@@ -144,6 +149,8 @@ class Simulator:
 
     def _release(self, call: SimCall, now: float, current: Engine | None = None) -> None:
         call.release = now
+        if self.knowledge.knows == "issued":
+            call.program.known_left += call.estimate
         if self.balancer is not None:
             e = self.engines[self.balancer.route(call.program.index, call.prompt)]
         else:
@@ -158,7 +165,7 @@ class Simulator:
             if self.balancer is not None:
                 self.balancer.release(engine.index)
             prog = call.program
-            prog.work_left -= call.work
+            prog.known_left -= call.estimate
             for child in call.children:
                 child.pending -= 1
                 if child.pending == 0:
@@ -169,7 +176,7 @@ class Simulator:
             prog.left -= 1
             if prog.left == 0:
                 prog.finish = now
-                prog.work_left = 0.0
+                prog.known_left = 0.0
                 self.completed += 1
                 if self.balancer is not None:
                     self.balancer.forget(prog.index)

@@ -2,7 +2,10 @@
 
 It knows every program's future: the remaining work of a program is the sum, over its unfinished
 calls, of ``output_tokens + prefill_weight * prompt_tokens`` (a decode token costs a whole step of the
-call's latency; a prompt token only a share of a chunked-prefill step). Priorities are refreshed when
+call's latency; a prompt token only a share of a chunked-prefill step). `SrptKnowledge` takes some of
+that away, to measure what a predictor of remaining work would have to know: only the calls issued
+so far (what a predictor of each call's output length sees), and each call's work misestimated by a
+log-normal factor. Priorities are refreshed when
 one of the program's calls finishes. Preemptive: when the batch is full, a running call whose program
 has strictly more remaining work than the best waiting call's program is stopped. Ties keep arrival
 order. It offers the subset of the core's ``Scheduler`` interface the engine uses (``step``,
@@ -12,16 +15,51 @@ order. It offers the subset of the core's ``Scheduler`` interface the engine use
 from __future__ import annotations
 
 import heapq
+import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["SrptDecision", "SrptScheduler", "call_work"]
+__all__ = ["SrptDecision", "SrptKnowledge", "SrptScheduler", "call_work"]
 
 PREFILL_WEIGHT = 1.0 / 256.0
 
 
 def call_work(prompt_tokens: int, output_tokens: int) -> float:
     return output_tokens + PREFILL_WEIGHT * prompt_tokens
+
+
+@dataclass(frozen=True)
+class SrptKnowledge:
+    """What the oracle knows (its `scheduler_options`): `knows` "program", every unfinished call of
+    the program, or "issued", only those already issued; each call's work times exp(`error` * Z),
+    Z standard normal drawn per call from `error_seed`."""
+
+    knows: str = "program"
+    error: float = 0.0
+    error_seed: int = 0
+
+    KNOWS = ("program", "issued")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SrptKnowledge:
+        unknown = set(options) - {"knows", "error", "error_seed"}
+        if unknown:
+            raise ValueError(f"srpt takes the options knows, error and error_seed; got {', '.join(sorted(unknown))}")
+        knowledge = cls(**options)
+        if knowledge.knows not in cls.KNOWS:
+            raise ValueError(f"srpt option knows must be one of {', '.join(cls.KNOWS)}, got {knowledge.knows!r}")
+        if not (math.isfinite(knowledge.error) and knowledge.error >= 0):
+            raise ValueError(f"srpt option error must be a finite number >= 0, got {knowledge.error!r}")
+        return knowledge
+
+    def estimator(self) -> Callable[[float], float]:
+        """Each call's work, as the oracle sees it (the calls taken in a fixed order)."""
+        if self.error == 0:
+            return lambda work: work
+        rng = random.Random(self.error_seed)
+        return lambda work: work * math.exp(self.error * rng.gauss(0.0, 1.0))
 
 
 @dataclass(slots=True)
@@ -44,8 +82,11 @@ class _Entry:
 class SrptScheduler:
     """``remaining(program_id)`` returns the program's remaining work now (the oracle)."""
 
-    def __init__(self, remaining: Callable[[int], float]):
+    def __init__(self, remaining: Callable[[int], float], refresh_on_arrival: bool = False):
         self.remaining = remaining
+        # When an arrival changes what its program has left (an oracle knowing only issued calls),
+        # the program's other calls are ranked again, as after a finish.
+        self.refresh_on_arrival = refresh_on_arrival
         self.calls: dict[int, _Entry] = {}
         self.by_program: dict[int, set[int]] = {}
         self.waiting: list[tuple[float, int, int, _Entry]] = []  # (work, order, version, entry)
@@ -72,7 +113,11 @@ class SrptScheduler:
         e = _Entry(call_id, program_id, self.next_order)
         self.next_order += 1
         self.calls[call_id] = e
-        self.by_program.setdefault(program_id, set()).add(call_id)
+        siblings = self.by_program.setdefault(program_id, set())
+        if self.refresh_on_arrival:
+            for cid in siblings:
+                self._push(self.calls[cid])
+        siblings.add(call_id)
         self.n_waiting += 1
         self._push(e)
 
@@ -138,6 +183,7 @@ class SrptScheduler:
 
     def schedule(self, now: float, capacity: int) -> SrptDecision:
         d = SrptDecision()
+        admitted_first: set[int] = set()  # calls whose first move in this decision was an admission
         while self.n_waiting:
             top = self._top_waiting()
             assert top is not None
@@ -154,13 +200,16 @@ class SrptScheduler:
             heapq.heappop(self.waiting)
             e = top[3]
             self._set_running(e, True)
+            if e.cid not in d.preempt:  # it was waiting when the decision began
+                admitted_first.add(e.cid)
             d.admit.append(e.cid)
-        # a call preempted and re-admitted in the same decision is simply left running
+        # A call can move more than once in a decision (its estimate may have changed since it was
+        # queued): the engine hears only where each one ends up, if that is not where it started.
         if d.preempt and d.admit:
-            both = set(d.preempt) & set(d.admit)
-            if both:
-                d.preempt = [c for c in d.preempt if c not in both]
-                d.admit = [c for c in d.admit if c not in both]
+            ran_before = {c for c in d.preempt if c not in admitted_first}
+            running = {c for c in (*d.admit, *d.preempt) if self.calls[c].running}
+            d.admit = [c for c in dict.fromkeys(d.admit) if c in running and c not in ran_before]
+            d.preempt = [c for c in dict.fromkeys(d.preempt) if c in ran_before and c not in running]
         return d
 
     def step(self, now: float, capacity: int, ran: Sequence[int] = (), ran_seconds: float = 0.0,
