@@ -10,12 +10,15 @@ accounting, no preemption), all in the same run.
 
     python bench/scheduler_latency.py            # full grid, writes bench/results/scheduler_latency.*
     python bench/scheduler_latency.py --quick    # a smaller grid for a smoke run
+    python bench/scheduler_latency.py --baseline-core old/_core.abi3.so   # call by call against another build
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import importlib.machinery
+import importlib.util
 import json
 import math
 import os
@@ -198,15 +201,31 @@ def _admitted(decision) -> list[int]:
     return list(decision.admit) if hasattr(decision, "admit") else list(decision)
 
 
-def run_call_by_call(config: Config, repeats: int, steps: int) -> dict:
-    """The core against the plain-Python floor, both driven call by call, same seeds."""
-    core_runs, plain_runs, null_runs = [], [], []
+def load_baseline_core(path: Path):
+    """Another build of the core (its `_core.abi3.so`, e.g. from `maturin build` at an earlier
+    revision), loaded beside this one under a name of its own."""
+    name = "baseline_autellix_core._core"
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    if spec is None:
+        raise SystemExit(f"--baseline-core: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def run_call_by_call(config: Config, repeats: int, steps: int, baseline=None) -> dict:
+    """The core against the plain-Python floor, both driven call by call, same seeds; and against
+    a baseline build of the core, taking turns with it run by run so both see the same machine."""
+    core_runs, plain_runs, null_runs, baseline_runs = [], [], [], []
     boundaries = autellix_core.Scheduler(config.policy).queue_boundaries
+    cores = [(autellix_core, core_runs)] + ([(baseline, baseline_runs)] if baseline else [])
     for repeat in range(repeats):
         seed = 7000 + repeat
-        core_runs.append(
-            measure_call_by_call(lambda: autellix_core.Scheduler(config.policy, starvation_ratio=4.0), config, steps, seed)
-        )
+        for core, runs in cores if repeat % 2 == 0 else cores[::-1]:
+            runs.append(
+                measure_call_by_call(lambda: core.Scheduler(config.policy, starvation_ratio=4.0), config, steps, seed)
+            )
         plain_runs.append(measure_call_by_call(lambda: PlainDequeScheduler(boundaries), config, steps, seed))
         null_runs.append(measure_call_by_call(NullScheduler, config, steps, seed))
     row = {
@@ -216,6 +235,12 @@ def run_call_by_call(config: Config, repeats: int, steps: int) -> dict:
         "interpreter_floor": summarise(null_runs),
     }
     row["speedup_vs_plain_python"] = row["plain_python"]["median_us"] / row["rust"]["median_us"]
+    if baseline:
+        row["baseline_core"] = summarise(baseline_runs)
+        # Each run against the baseline's run beside it, so a slow spell of the machine cancels out.
+        row["vs_baseline_core"] = statistics.median(
+            statistics.median(ours) / statistics.median(theirs) for ours, theirs in zip(core_runs, baseline_runs)
+        )
     _progress(
         f"call by call, {config.policy} queued={config.queued} batch={config.batch} churn={config.churn}: "
         f"rust {row['rust']['median_us']:.2f} us, plain python {row['plain_python']['median_us']:.2f} us, "
@@ -225,20 +250,24 @@ def run_call_by_call(config: Config, repeats: int, steps: int) -> dict:
 
 
 def call_by_call_table(rows: list[dict]) -> str:
+    baseline = any("baseline_core" in r for r in rows)
+    extra_head = " baseline core median (us) | Rust / baseline, run by run |" if baseline else ""
     lines = [
         (
             "| policy | queued | programs | batch | finish + arrive per step | Rust median (us) | Rust p99 (us) "
             "| plain Python median (us) | plain Python p99 (us) | plain Python / Rust "
-            "| interpreter floor (us) | Rust above the floor (us) |"
+            "| interpreter floor (us) | Rust above the floor (us) |" + extra_head
         ),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if baseline else ""),
     ]
     for r in rows:
+        extra = f" {r['baseline_core']['median_us']:.2f} | {r['vs_baseline_core']:.2f}x |" if baseline else ""
         lines.append(
             f"| {r['policy']} | {r['queued']} | {r['programs']} | {r['batch']} | {r['churn']} + {r['churn']} "
             f"| {r['rust']['median_us']:.2f} | {r['rust']['p99_us']:.2f} | {r['plain_python']['median_us']:.2f} "
             f"| {r['plain_python']['p99_us']:.2f} | {r['speedup_vs_plain_python']:.1f}x "
             f"| {r['interpreter_floor']['median_us']:.2f} | {r['rust']['median_us'] - r['interpreter_floor']['median_us']:.2f} |"
+            + extra
         )
     return "\n".join(lines)
 
@@ -406,7 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--call-by-call-queued", type=int, default=10_000, help="queued calls of the call-by-call measurement"
     )
+    parser.add_argument(
+        "--baseline-core", type=Path, help="another build's _core.abi3.so, measured call by call in turns with this one"
+    )
     args = parser.parse_args(argv)
+    baseline = load_baseline_core(args.baseline_core) if args.baseline_core else None
     rust_steps, python_steps = 3000, 600
     if args.quick:
         args.queued, args.programs, args.policies, args.repeats = [1_000, 10_000], [100], ["plas"], 3
@@ -421,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(configs, args.repeats, rust_steps, python_steps)
     # The per-call API at the issue's load: 256 running, 16 finishing and 16 arriving a step.
     by_call = [
-        run_call_by_call(Config(args.call_by_call_queued, programs, policy, 256, 16, "list"), args.repeats, rust_steps)
+        run_call_by_call(
+            Config(args.call_by_call_queued, programs, policy, 256, 16, "list"), args.repeats, rust_steps, baseline
+        )
         for policy in args.policies
         for programs in args.programs
     ]
@@ -431,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "growth": growth(rows),
         "call_by_call": by_call,
+        "baseline_core": None if baseline is None else str(args.baseline_core),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -450,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         "`schedule`), against the plain-Python floor (`PlainDequeScheduler`: PLAS queues as deques, no "
         "anti-starvation, preemption, demotion or validation), same seeds. The interpreter floor is the same "
         "loop against `NullScheduler`, which does nothing: what any scheduler driven from Python pays on top of "
-        "its own work.\n\n" + call_by_call_table(by_call) + "\n"
+        "its own work."
+        + (f" The baseline core is `{args.baseline_core}`, run in turns with this one." if baseline else "")
+        + "\n\n" + call_by_call_table(by_call) + "\n"
     )
     args.out.with_suffix(".md").write_text(
         header + markdown + "\n\nGrowth with queue size:\n" + "\n".join(growth_lines) + by_call_section
