@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from bench_modules import load_bench
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -17,19 +14,7 @@ pytestmark = [
 pytest.importorskip("autellix_core")
 pytest.importorskip("vllm")
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "plugin_step.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("plugin_step_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("plugin_step")
 
 BATCH, QUEUED, STEPS = 4, 8, 12
 CALLS = 40  # the first B + Q, then one arrival for each finish until 40 arrived

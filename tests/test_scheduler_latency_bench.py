@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import autellix_core
 import autellix_core._core
+from bench_modules import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "scheduler_latency.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("scheduler_latency_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_bench("scheduler_latency")
 
 
 def test_a_baseline_build_runs_in_turns_with_this_one_and_is_reported_beside_it(tmp_path):
