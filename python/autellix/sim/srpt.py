@@ -18,7 +18,7 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["SrptDecision", "SrptKnowledge", "SrptScheduler", "call_work"]
@@ -44,9 +44,10 @@ class SrptKnowledge:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SrptKnowledge:
-        unknown = set(options) - {"knows", "error", "error_seed"}
+        names = [f.name for f in fields(cls)]
+        unknown = set(options) - set(names)
         if unknown:
-            raise ValueError(f"srpt takes the options knows, error and error_seed; got {', '.join(sorted(unknown))}")
+            raise ValueError(f"srpt takes the options {', '.join(names)}; got {', '.join(sorted(unknown))}")
         knowledge = cls(**options)
         if knowledge.knows not in cls.KNOWS:
             raise ValueError(f"srpt option knows must be one of {', '.join(cls.KNOWS)}, got {knowledge.knows!r}")
