@@ -10,8 +10,11 @@ non-clairvoyant variant comes near srpt, what limits Autellix is what srpt knows
 With `--predictors` the variants are srpt's instead, each knowing less (`SrptKnowledge`): its
 remaining work misestimated by a log-normal factor per call (spread 0.5 or 1.0: within 1.65x or
 2.7x of the truth for two calls in three), or only the calls issued so far (what a predictor of each
-call's output length could know, never a program's later calls), exact or misestimated. Where they
-cross 0.8x of srpt says what a predictor of remaining work must know, and how well, for Autellix to.
+call's output length could know, never a program's later calls), exact or misestimated; and the
+Gittins rank (only the distribution of programs' total work and each program's attained work: the
+best a ranking that does not know a program's size can do), from all programs or from those of the
+program's own workload (on mixed, knowing which kind of agent a program is). Where they cross 0.8x of srpt says what
+a predictor of remaining work must know, and how well, for Autellix to.
 
     .venv/bin/python bench/sim/srpt_gap.py                 # sharegpt, bfcl, lats, mixed (~15 min, 2 jobs)
     .venv/bin/python bench/sim/srpt_gap.py --workloads sharegpt --jobs 1
@@ -72,6 +75,8 @@ def predictor_series(workload: str) -> list[Series]:
         Series("srpt, error 1.0", "srpt", scheduler_options=(("error", 1.0),)),
         Series("srpt, issued calls", "srpt", scheduler_options=(("knows", "issued"),)),
         Series("srpt, issued calls, error 0.5", "srpt", scheduler_options=(("knows", "issued"), ("error", 0.5))),
+        Series("gittins", "srpt", scheduler_options=(("knows", "distribution"),)),
+        Series("gittins by kind", "srpt", scheduler_options=(("knows", "distribution by kind"),)),
     ]
 
 

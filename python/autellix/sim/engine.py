@@ -51,7 +51,7 @@ class SchedulerLike(Protocol):
 
 class SimProgram:
     __slots__ = ("index", "program_id", "arrival", "calls", "left", "finish", "output_tokens", "engines",
-                 "system", "workload", "known_left")
+                 "system", "workload", "known_left", "attained")
 
     def __init__(self, index: int, program_id: str, arrival: float, system: int, workload: str | None):
         self.index = index
@@ -65,6 +65,7 @@ class SimProgram:
         self.system = system
         self.workload = workload
         self.known_left = 0.0  # srpt oracle: its estimate of the work it may know left (SrptKnowledge)
+        self.attained = 0.0  # srpt oracle knowing the distribution: its finished calls' estimated work
 
 
 class SimCall:

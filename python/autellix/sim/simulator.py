@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from autellix import work_units
 from autellix.contract import CORE_POLICIES
 from autellix.sim.engine import WORK_CLOCKS, Engine, SimCall, SimProgram
+from autellix.sim.gittins import GittinsRank
 from autellix.sim.presets import EngineConfig, get_preset
 from autellix.sim.srpt import SrptKnowledge, SrptScheduler, call_work
 from autellix.sim.trace import Program
@@ -142,6 +144,23 @@ class Simulator:
             sp.left = len(sp.calls)
             sp.output_tokens = sum(c.output for c in sp.calls)
             self.programs.append(sp)
+        if self.knowledge.ranks_by_gittins:
+            self.gittins = self._gittins_ranks(by_kind=self.knowledge.knows == "distribution by kind")
+            for sp in self.programs:
+                sp.known_left = self._gittins_rank(sp)
+
+    def _gittins_ranks(self, by_kind: bool) -> dict[str | None, GittinsRank]:
+        """The distribution of programs' total work, of each workload apart or of all together, as
+        a predictor learned from finished programs would know it (here from the whole trace: the
+        best such a predictor can do)."""
+        totals: dict[str | None, list[float]] = defaultdict(list)
+        for sp in self.programs:
+            totals[sp.workload if by_kind else None].append(sum(c.estimate for c in sp.calls))
+        return {kind: GittinsRank(works) for kind, works in totals.items()}
+
+    def _gittins_rank(self, program: SimProgram) -> float:
+        rank = self.gittins.get(program.workload) or self.gittins[None]
+        return rank(program.attained)
 
     def _push(self, t: float, kind: int, obj: Any) -> None:
         self.seq += 1
@@ -165,7 +184,11 @@ class Simulator:
             if self.balancer is not None:
                 self.balancer.release(engine.index)
             prog = call.program
-            prog.known_left -= call.estimate
+            if self.knowledge.ranks_by_gittins:
+                prog.attained += call.estimate
+                prog.known_left = self._gittins_rank(prog)
+            else:
+                prog.known_left -= call.estimate
             for child in call.children:
                 child.pending -= 1
                 if child.pending == 0:

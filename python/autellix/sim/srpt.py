@@ -5,8 +5,9 @@ calls, of ``output_tokens + prefill_weight * prompt_tokens`` (a decode token cos
 call's latency; a prompt token only a share of a chunked-prefill step). `SrptKnowledge` takes some of
 that away, to measure what a predictor of remaining work would have to know: only the calls issued
 so far (what a predictor of each call's output length sees), and each call's work misestimated by a
-log-normal factor. Priorities are refreshed when
-one of the program's calls finishes. Preemptive: when the batch is full, a running call whose program
+log-normal factor; or only the distribution of programs' total work, ranking by the Gittins rank
+of the work each program has had (the best a non-clairvoyant ranking can do). Priorities are
+refreshed when one of the program's calls finishes. Preemptive: when the batch is full, a running call whose program
 has strictly more remaining work than the best waiting call's program is stopped. Ties keep arrival
 order. It offers the subset of the core's ``Scheduler`` interface the engine uses (``step``,
 ``requeue``, ``end_program``), so the engine drives both the same way.
@@ -33,14 +34,16 @@ def call_work(prompt_tokens: int, output_tokens: int) -> float:
 @dataclass(frozen=True)
 class SrptKnowledge:
     """What the oracle knows (its `scheduler_options`): `knows` "program", every unfinished call of
-    the program, or "issued", only those already issued; each call's work times exp(`error` * Z),
-    Z standard normal drawn per call from `error_seed`."""
+    the program, "issued", only those already issued, "distribution", only the work its program has
+    had and the distribution of all programs' total work, ranking by the Gittins rank
+    (`gittins.py`), or "distribution by kind", that of the programs of its workload; each call's
+    work times exp(`error` * Z), Z standard normal drawn per call from `error_seed`."""
 
     knows: str = "program"
     error: float = 0.0
     error_seed: int = 0
 
-    KNOWS = ("program", "issued")
+    KNOWS = ("program", "issued", "distribution", "distribution by kind")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SrptKnowledge:
@@ -54,6 +57,10 @@ class SrptKnowledge:
         if not (math.isfinite(knowledge.error) and knowledge.error >= 0):
             raise ValueError(f"srpt option error must be a finite number >= 0, got {knowledge.error!r}")
         return knowledge
+
+    @property
+    def ranks_by_gittins(self) -> bool:
+        return self.knows.startswith("distribution")
 
     def estimator(self) -> Callable[[float], float]:
         """Each call's work, as the oracle sees it (the calls taken in a fixed order)."""
