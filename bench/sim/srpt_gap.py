@@ -13,7 +13,8 @@ remaining work misestimated by a log-normal factor per call (spread 0.5 or 1.0: 
 call's output length could know, never a program's later calls), exact or misestimated; and the
 Gittins rank (only the distribution of programs' total work and each program's attained work: the
 best a ranking that does not know a program's size can do), from all programs or from those of the
-program's own workload (on mixed, knowing which kind of agent a program is). Where they cross 0.8x of srpt says what
+program's own workload (on mixed, knowing which kind of agent a program is). On lats and mixed
+plas, the plug-in's default, runs beside atlas. Where they cross 0.8x of srpt says what
 a predictor of remaining work must know, and how well, for Autellix to.
 
     .venv/bin/python bench/sim/srpt_gap.py                 # sharegpt, bfcl, lats, mixed (~15 min, 2 jobs)
@@ -75,8 +76,9 @@ def predictor_series(workload: str) -> list[Series]:
         Series("srpt, error 1.0", "srpt", scheduler_options=(("error", 1.0),)),
         Series("srpt, issued calls", "srpt", scheduler_options=(("knows", "issued"),)),
         Series("srpt, issued calls, error 0.5", "srpt", scheduler_options=(("knows", "issued"), ("error", 0.5))),
-        Series("gittins", "srpt", scheduler_options=(("knows", "distribution"),)),
-        Series("gittins by kind", "srpt", scheduler_options=(("knows", "distribution by kind"),)),
+        Series("gittins oracle", "srpt", scheduler_options=(("knows", "distribution"),)),
+        Series("gittins oracle by kind", "srpt", scheduler_options=(("knows", "distribution by kind"),)),
+        *([Series("plas", "plas")] if policy != "plas" else []),
     ]
 
 
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     series = ", ".join(s.label for s in make_series("sharegpt"))
     meta = {"preset": config.name, "seed": args.seed, "duration_s": DURATION_S, "clock": "work (per series)",
-            "series": f"{series} (Autellix's policy is atlas on lats and mixed)"}
+            "series": f"{series} (Autellix's policy is atlas on lats and mixed, with plas beside it in --predictors)"}
     paths = write_outputs(results, OUT, name, meta)
     gap = gap_table(throughput_table(results))
     with open(paths["md"], "a", encoding="utf-8") as f:
