@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from autellix.sim.gittins import GittinsRank
+from autellix.sim.presets import EngineConfig
 from autellix.sim.simulator import simulate
 from autellix.sim.trace import Call, Program
-from test_sim_core import FLAT
+
+ONE_SLOT = EngineConfig(name="one slot", step_base=0.01, step_per_token=1e-5, step_per_kv_token=0.0, max_running=1,
+                        token_budget=512, kv_tokens=100_000)
 
 
 def test_a_memoryless_size_ranks_at_its_mean_whatever_was_attained():
@@ -46,9 +49,8 @@ def test_knowing_programs_are_alike_the_oracle_finishes_the_program_it_started()
     # be the same, so the one that has had work has less left: Gittins runs a's second call next.
     # plas ranks by attained work and starts b first.
     progs = [Program(name, 0.0, [Call("x", 50, 10), Call("y", 50, 10, ("x",))]) for name in "ab"]
-    cfg = FLAT.replace(max_running=1)
-    gittins = simulate(progs, "srpt", config=cfg, scheduler_options={"knows": "distribution"})
-    plas = simulate(progs, "plas", config=cfg)
+    gittins = simulate(progs, "srpt", config=ONE_SLOT, scheduler_options={"knows": "distribution"})
+    plas = simulate(progs, "plas", config=ONE_SLOT)
     a, b = gittins.programs
     assert a.finish <= b.calls[0].start
     a, b = plas.programs
@@ -61,8 +63,7 @@ def test_knowing_each_kind_apart_the_oracle_runs_the_kind_that_is_short_first():
     # each kind's own programs the short kind has less to expect.
     progs = [Program("long", 0.0, [Call("x", 50, 400)], workload="long"),
              Program("short", 0.0, [Call("x", 50, 10)], workload="short")]
-    cfg = FLAT.replace(max_running=1)
-    pooled = simulate(progs, "srpt", config=cfg, scheduler_options={"knows": "distribution"})
-    by_kind = simulate(progs, "srpt", config=cfg, scheduler_options={"knows": "distribution by kind"})
+    pooled = simulate(progs, "srpt", config=ONE_SLOT, scheduler_options={"knows": "distribution"})
+    by_kind = simulate(progs, "srpt", config=ONE_SLOT, scheduler_options={"knows": "distribution by kind"})
     assert pooled.programs[0].finish < pooled.programs[1].finish
     assert by_kind.programs[1].finish < by_kind.programs[0].finish

@@ -48,9 +48,9 @@ class GittinsRank:
         if left == 0:
             return 0.0  # longer than every program seen: nothing says it has work left
         ends = totals[first:] - attained  # what each possible program has left
-        # Budgets at which 1/256, ..., 1/2, all of them have ended, with at least MIN_ENDED ended: the
-        # least of every ratio the samples allow is biased low by their noise (it picks the lucky
-        # ones), these few are not. Ties count as ended together.
+        # Budgets at which 1/256, 1/256 * 2^(1/4), ..., all of them have ended, and at least
+        # MIN_ENDED: the least of every ratio the samples allow is biased low by their noise (it
+        # picks the lucky ones), these few are not. Ties count as ended together.
         chances = np.unique(np.minimum(left, np.ceil(left * 2.0 ** -np.arange(0, 8.25, 0.25))))
         chances = chances[chances >= min(left, MIN_ENDED)].astype(int)
         last = np.searchsorted(ends, ends[chances - 1], side="right") - 1

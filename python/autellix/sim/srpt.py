@@ -7,9 +7,9 @@ that away, to measure what a predictor of remaining work would have to know: onl
 so far (what a predictor of each call's output length sees), and each call's work misestimated by a
 log-normal factor; or only the distribution of programs' total work, ranking by the Gittins rank
 of the work each program has had (the best a non-clairvoyant ranking can do). Priorities are
-refreshed when one of the program's calls finishes. Preemptive: when the batch is full, a running call whose program
-has strictly more remaining work than the best waiting call's program is stopped. Ties keep arrival
-order. It offers the subset of the core's ``Scheduler`` interface the engine uses (``step``,
+refreshed when one of the program's calls finishes. Preemptive: when the batch is full, a running
+call whose program has strictly more remaining work than the best waiting call's program is
+stopped. Ties keep arrival order. It offers the subset of the core's ``Scheduler`` interface the engine uses (``step``,
 ``requeue``, ``end_program``), so the engine drives both the same way.
 """
 
