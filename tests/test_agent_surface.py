@@ -15,6 +15,7 @@ import jsonschema
 import openai
 import pytest
 
+from autellix.contract import CALLS_LEFT_FIELD, CALLS_LEFT_HEADER
 from server_helpers import running_server
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.timeout(900)]
@@ -147,7 +148,25 @@ def test_anthropic_messages(base_url: str, stream: bool) -> None:
         assert message["type"] == "message" and message["content"][0]["text"]
 
 
+def test_a_count_of_calls_left_reaches_the_scheduler(base_url: str, agent: openai.OpenAI) -> None:
+    # The header, through the front end, the engine's extra_args and the plug-in, to the core: it
+    # counts this call, so two are still to come.
+    session = "agent-with-a-budget"
+    agent.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Step one."}], max_tokens=2,
+        extra_headers={"X-Session-ID": session, CALLS_LEFT_HEADER: "3"},
+    )
+    assert httpx.get(f"{base_url}/v1/programs/{session}").json()["calls_to_come"] == 2
+    with pytest.raises(openai.BadRequestError, match=CALLS_LEFT_FIELD):
+        agent.chat.completions.create(
+            model=MODEL, messages=QUESTION, max_tokens=2, extra_body={CALLS_LEFT_FIELD: 0},
+            extra_headers={"X-Session-ID": session},
+        )
+
+
 def test_the_session_is_one_program_with_every_call(base_url: str, agent: openai.OpenAI) -> None:
+    # A first call starts the program when this test runs alone (the others' calls join it too).
+    agent.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello."}], max_tokens=2)
     before = httpx.get(f"{base_url}/v1/programs/{SESSION}").json()
     agent.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "One more."}], max_tokens=3)
     after = httpx.get(f"{base_url}/v1/programs/{SESSION}").json()

@@ -57,6 +57,36 @@ def test_a_light_program_overtakes_a_heavy_one():
     }
 
 
+def test_a_program_told_to_have_little_left_overtakes_one_with_less_service():
+    s = core.Scheduler("plas", queue_boundaries=[1.0, 2.0, 4.0])
+    for call, program in ((1, 100), (2, 200)):
+        s.add_call(call, program, 0.0)
+        assert s.schedule(0.0, 1).admit == [call]
+        s.record_service([call], 1.5 if program == 100 else 0.5, 0.0)
+        s.finish_call(call, 0.0)
+    s.set_calls_left(100, 1, 0.0)  # 1 call of its 1.5 mean: queue 1
+    s.set_calls_left(200, 8, 0.0)  # 8 of 0.5: 4, queue 3 (plas alone: 0.5, queue 0)
+    assert s.program_info(100)["calls_to_come"] == 1
+    s.add_call(3, 200, 0.0)
+    s.add_call(4, 100, 0.0)
+    assert (s.queue_of(3), s.queue_of(4)) == (3, 1)
+    assert s.schedule(0.0, 1).admit == [4]
+    assert s.program_info(100)["calls_to_come"] == 0 and s.call_info(4)["priority"] == 1.5
+
+
+def test_a_count_of_calls_left_below_one_is_refused_and_changes_nothing():
+    s = core.Scheduler()
+    with pytest.raises(core.InvalidArgumentError, match="calls_left of program 7 must be at least 1"):
+        s.set_calls_left(7, 0, 0.0)
+    with pytest.raises(OverflowError):
+        s.set_calls_left(7, -1, 0.0)
+    assert s.num_programs == 0
+    s.add_call(1, 7, 5.0)
+    with pytest.raises(core.InvalidArgumentError, match="time went backwards"):
+        s.set_calls_left(7, 2, 1.0)
+    assert s.program_info(7)["calls_to_come"] is None
+
+
 def test_step_equals_the_separate_operations():
     one, many = core.Scheduler("atlas"), core.Scheduler("atlas")
     for s in (one, many):
@@ -196,12 +226,12 @@ def test_load_balancer_pins_long_calls_and_spreads_short_ones():
 
 
 def _adapter(**kwargs):
-    from autellix.contract import PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
+    from autellix.contract import CALLS_LEFT_KEY, PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
     from autellix.work_units import PREFILL_TOKENS_PER_UNIT
 
     return core.EngineAdapter(
         core.Scheduler("plas", **kwargs), SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT,
-        extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
+        extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY, CALLS_LEFT_KEY),
     )
 
 
@@ -221,7 +251,7 @@ class _Request:
 
 
 def test_engine_adapter_reads_a_requests_program_by_the_contracts_rules():
-    from autellix.contract import PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
+    from autellix.contract import CALLS_LEFT_KEY, PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
 
     adapter = _adapter()
     # A client's program id wins over any session.
@@ -265,11 +295,11 @@ def test_engine_adapter_drives_its_scheduler_in_request_ids():
 def test_engine_adapter_reads_a_requests_parents_as_a_list_or_one_id():
     """Under ATLAS a child's priority is its parent's path (the parent's priority plus service):
     the parents were read, whichever way they were given."""
-    from autellix.contract import PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
+    from autellix.contract import CALLS_LEFT_KEY, PARENTS_KEY, PROGRAM_KEY, SESSION_KEY, SESSION_PROGRAMS, SOLO_PROGRAMS
 
     adapter = core.EngineAdapter(
         core.Scheduler("atlas"), SESSION_PROGRAMS, SOLO_PROGRAMS, 128.0,
-        extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
+        extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY, CALLS_LEFT_KEY),
     )
     adapter.add_vllm_request(_Request("parent", None, {PROGRAM_KEY: 7}))
     adapter.step(0.0, 1)
@@ -280,6 +310,22 @@ def test_engine_adapter_reads_a_requests_parents_as_a_list_or_one_id():
     adapter.apply(5.0)
     priority = {r: adapter.scheduler.call_info(adapter.call_id(r))["priority"] for r in ("listed", "one", "none", "odd")}
     assert priority == {"listed": 5.0, "one": 5.0, "none": 0.0, "odd": 0.0}
+
+
+def test_engine_adapter_tells_the_scheduler_a_clients_calls_left_before_the_arrivals():
+    from autellix.contract import CALLS_LEFT_KEY, PROGRAM_KEY
+
+    adapter = _adapter()
+    for request_id, calls_left in (("first", 4), ("sibling", 9), ("bad", 0), ("worse", 2.0), ("bool", True)):
+        _, _, ignored = adapter.add_vllm_request(_Request(request_id, None, {PROGRAM_KEY: 7, CALLS_LEFT_KEY: calls_left}))
+        assert ignored == ([] if request_id in ("first", "sibling") else [f"calls left {calls_left!r} (expected an int >= 1)"])
+    assert adapter.scheduler.num_programs == 0  # told at the next apply, with the arrivals
+    adapter.apply(0.0)
+    # The first arrival's count, 4, counts the five arrivals: none is left to come.
+    assert adapter.scheduler.program_info(7)["calls_to_come"] == 0
+    adapter.add_vllm_request(_Request("later", None, {PROGRAM_KEY: 7, CALLS_LEFT_KEY: 3}))
+    adapter.apply(1.0)
+    assert adapter.scheduler.program_info(7)["calls_to_come"] == 2
 
 
 def test_engine_adapter_credits_each_call_its_own_work_as_work_units_defines_it():

@@ -20,6 +20,8 @@ import pytest
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from autellix.contract import (
+        CALLS_LEFT_HEADER,
+        CALLS_LEFT_KEY,
         PARENTS_HEADER,
         PROGRAM_HEADER,
         SESSION_HEADER,
@@ -159,10 +161,11 @@ def test_autellix_body_fields_are_removed_and_vllm_fields_kept() -> None:
         "program_id": "p",
         "thread_id": 3,
         "parent_ids": ["call-a"],
+        "calls_left": 4,
         "session_id": "s",
         "vllm_xargs": {"autellix_program_id": "x", "session_id": "s2"},
     }
-    assert identity(body) == CallIdentity("p", 3, ("call-a",))
+    assert identity(body) == CallIdentity("p", 3, ("call-a",), 4)
     assert body == {"model": "m", "session_id": "s", "vllm_xargs": {"autellix_program_id": "x", "session_id": "s2"}}
 
 
@@ -174,6 +177,25 @@ def test_thread_ids() -> None:
     # The header wins over the body field, the body field over vllm_xargs.
     assert identity({"thread_id": 2, "vllm_xargs": {"autellix_thread_id": 1}}, {THREAD_HEADER: "9"}).thread_id == 9
     assert identity({"thread_id": 2, "vllm_xargs": {"autellix_thread_id": 1}}).thread_id == 2
+
+
+def test_calls_left_from_the_header_the_body_or_vllm_xargs_and_the_tag_carries_it() -> None:
+    from autellix.engine.tags import CallTag
+
+    assert identity({}).calls_left is None
+    assert identity({}, {CALLS_LEFT_HEADER: " 3 "}).calls_left == 3
+    assert identity({"calls_left": 2, "vllm_xargs": {CALLS_LEFT_KEY: 9}}).calls_left == 2
+    assert identity({"vllm_xargs": {CALLS_LEFT_KEY: 9}}).calls_left == 9
+    assert identity({"calls_left": 2}, {CALLS_LEFT_HEADER: "5"}).calls_left == 5
+
+    class Params:
+        extra_args = {CALLS_LEFT_KEY: 9, "other": 1}
+
+        def clone(self):
+            return Params()
+
+    assert CallTag(7, calls_left=3).tag(Params()).extra_args[CALLS_LEFT_KEY] == 3
+    assert CallTag(7).tag(Params()).extra_args[CALLS_LEFT_KEY] == 9  # a client's own vllm_xargs stays
 
 
 def test_parent_ids_from_every_source_merged_in_order_without_duplicates() -> None:
@@ -220,6 +242,13 @@ def test_parent_ids_from_every_source_merged_in_order_without_duplicates() -> No
         ({}, {THREAD_HEADER: "two"}, "thread_id", THREAD_HEADER),
         ({}, {THREAD_HEADER: "-1"}, "thread_id", THREAD_HEADER),
         ({"vllm_xargs": {"autellix_thread_id": "x"}}, {}, "thread_id", "vllm_xargs.autellix_thread_id"),
+        # calls left
+        ({"calls_left": 0}, {}, "calls_left", "calls_left"),
+        ({"calls_left": 2**32}, {}, "calls_left", "calls_left"),
+        ({"calls_left": 1.5}, {}, "calls_left", "calls_left"),
+        ({"calls_left": True}, {}, "calls_left", "calls_left"),
+        ({}, {CALLS_LEFT_HEADER: "many"}, "calls_left", CALLS_LEFT_HEADER),
+        ({"vllm_xargs": {"autellix_calls_left": -2}}, {}, "calls_left", "vllm_xargs.autellix_calls_left"),
         # parents
         ({"parent_ids": [1]}, {}, "parent_ids", "parent_ids"),
         ({"parent_ids": 5}, {}, "parent_ids", "parent_ids"),

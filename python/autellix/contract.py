@@ -19,6 +19,9 @@ from typing import Final, Literal
 PROGRAM_HEADER: Final = "X-Autellix-Program"
 THREAD_HEADER: Final = "X-Autellix-Thread"
 PARENTS_HEADER: Final = "X-Autellix-Parents"  # comma-separated call ids
+# The calls the program will still make, this one included (an agent's step budget less the steps
+# it has taken; an upper bound will do): plas and atlas then rank it by the work that leaves.
+CALLS_LEFT_HEADER: Final = "X-Autellix-Calls-Left"
 CALL_HEADER: Final = "X-Autellix-Call-Id"  # on every generation response
 SESSION_HEADER: Final = "X-Session-ID"  # vLLM's own (vllm.entrypoints.generate.base.serving)
 REQUEST_ID_HEADER: Final = "X-Request-Id"  # vLLM's: names the engine request (and the response)
@@ -28,6 +31,7 @@ REQUEST_ID_HEADER: Final = "X-Request-Id"  # vLLM's: names the engine request (a
 PROGRAM_FIELD: Final = "program_id"
 THREAD_FIELD: Final = "thread_id"
 PARENTS_FIELD: Final = "parent_ids"
+CALLS_LEFT_FIELD: Final = "calls_left"
 # vLLM's fields.
 SESSION_FIELD: Final = "session_id"
 XARGS_FIELD: Final = "vllm_xargs"
@@ -38,6 +42,8 @@ AGENTIC_CONTEXT: Final = "agentic_context"
 PROGRAM_KEY: Final = "autellix_program_id"  # int in CLIENT_PROGRAMS
 THREAD_KEY: Final = "autellix_thread_id"  # int, kept for tracing
 PARENTS_KEY: Final = "autellix_parents"  # request ids of earlier calls of the same program
+CALLS_LEFT_KEY: Final = "autellix_calls_left"  # int >= 1: CALLS_LEFT_HEADER's count
+CALLS_LEFT_LIMIT: Final = 1 << 32
 SESSION_KEY: Final = "session_id"  # vLLM's vllm_xargs.session_id
 
 # -- Program id ranges in the core (u64) ---------------------------------------------------------

@@ -46,6 +46,7 @@ class ProgramInfo(TypedDict):
     critical_path: float  # longest priority + service over its finished calls (ATLAS)
     waiting_time: float  # time its calls waited, counted as each waiting spell ends
     active_calls: int
+    calls_to_come: int | None  # the calls still to arrive by its client's count (set_calls_left)
     calls: list[int]  # live call ids, sorted
     last_arrival: float
     last_completion: float
@@ -118,6 +119,15 @@ class Scheduler:
     def num_programs(self) -> int: ...
     def start_program(self, program_id: int, now: float) -> None:
         """Adds a program to the table before its first call (a call of a new program does too)."""
+    def set_calls_left(self, program_id: int, calls_left: int, now: float) -> None:
+        """What the program's client says of the calls it will still make, counting its next one
+        (an agent's step budget less the steps it has taken; an upper bound will do). plas and
+        atlas then queue each new call of it by the work left with the call: the calls left times
+        the mean service of the program's finished calls (of every program's, before one of its own
+        finished), rather than by the work it had, so the program with the least left goes first,
+        as under SRPT. Arrivals count it down (to the arriving call at least); it lasts until said
+        again or the program ends. Starts the program if it is new. Raises InvalidArgumentError
+        (calls_left < 1), OverflowError."""
     def add_call(self, call_id: int, program_id: int, now: float, parents: Sequence[int] = ()) -> None:
         """A new waiting call. `parents` (ATLAS only; others ignore it) are earlier calls of the
         same program this one depends on: its priority is then the longest parent path.
@@ -215,11 +225,12 @@ class EngineAdapter:
         prefill_tokens_per_unit: float,
         session_memory: int = 65536,
         parent_memory: int = 65536,
-        extra_args_keys: tuple[str, str, str] | None = None,
+        extra_args_keys: tuple[str, str, str, str] | None = None,
     ) -> Self:
         """Raises ConfigError unless 0 < session_programs < solo_programs, both memories >= 1 and
-        prefill_tokens_per_unit > 0. `extra_args_keys`: the (program, session, parents) keys of
-        `SamplingParams.extra_args` that `add_vllm_request` reads (`autellix.contract`)."""
+        prefill_tokens_per_unit > 0. `extra_args_keys`: the (program, session, parents, calls
+        left) keys of `SamplingParams.extra_args` that `add_vllm_request` reads
+        (`autellix.contract`)."""
     @property
     def scheduler(self) -> Scheduler: ...
     @property
@@ -255,9 +266,13 @@ class EngineAdapter:
         by the plug-in's rules: the client's program id under the program key of
         `sampling_params.extra_args` (an int below `session_programs`), else the program of its
         session (`session_id`, else the session key of `extra_args`), else one of its own; its
-        parents under the parents key (a list of request ids, or one). Returns (program id, the
-        session if the adapter had not seen it, else None; what was ignored, one line each for
-        the log: a program id that is no client's, parents that are no list of ids).
+        parents under the parents key (a list of request ids, or one); under the calls-left key,
+        an int >= 1, the count its client gives of the calls its program will still make, this
+        one included, told the scheduler (`Scheduler.set_calls_left`) at the next `apply`, before
+        the arrivals (of several arrivals of one program in a step, the first one's). Returns
+        (program id, the session if the adapter had not seen it, else None; what was ignored, one
+        line each for the log: a program id that is no client's, parents that are no list of ids,
+        a count of calls left that is no int >= 1).
         Raises ValueError if the adapter was built without `extra_args_keys`, InvalidArgumentError
         if the request id is live."""
     def free_request(self, request_id: str) -> bool:

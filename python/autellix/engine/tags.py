@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autellix.contract import PARENTS_KEY, PROGRAM_KEY, THREAD_KEY
+from autellix.contract import CALLS_LEFT_KEY, PARENTS_KEY, PROGRAM_KEY, THREAD_KEY
 
 
 class CallObserver(Protocol):
@@ -33,6 +33,8 @@ class CallTag:
     # Engine request ids of earlier calls of the same program this one depends on (ATLAS).
     parents: Sequence[str] = ()
     observer: CallObserver | None = field(default=None, compare=False)
+    # The calls its program will still make, this one included, as the client said.
+    calls_left: int | None = None
 
     def tag(self, params: Any) -> Any:
         """A copy of `params` (vllm.SamplingParams) carrying this call's program for the plug-in.
@@ -46,6 +48,8 @@ class CallTag:
             extra[THREAD_KEY] = self.thread_id
         if self.parents:
             extra[PARENTS_KEY] = list(self.parents)
+        if self.calls_left is not None:
+            extra[CALLS_LEFT_KEY] = self.calls_left
         params.extra_args = extra
         return params
 

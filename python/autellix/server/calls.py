@@ -179,7 +179,10 @@ class CallRun:
 
     def __enter__(self) -> CallRun:
         self.call.program.add_call(self.record)
-        tag = CallTag(self.call.program.internal_id, self.call.identity.thread_id, self.call.parent_requests, self)
+        identity = self.call.identity
+        tag = CallTag(
+            self.call.program.internal_id, identity.thread_id, self.call.parent_requests, self, identity.calls_left
+        )
         self._token = CURRENT_CALL.set(tag)
         return self
 

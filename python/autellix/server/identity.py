@@ -14,6 +14,10 @@ from typing import Any
 
 from autellix.contract import (
     AGENTIC_CONTEXT,
+    CALLS_LEFT_FIELD,
+    CALLS_LEFT_HEADER,
+    CALLS_LEFT_KEY,
+    CALLS_LEFT_LIMIT,
     PARENTS_FIELD,
     PARENTS_HEADER,
     PARENTS_KEY,
@@ -40,6 +44,7 @@ class CallIdentity:
     program_id: str | None  # None: the call is a program of its own
     thread_id: int | None
     parent_ids: tuple[str, ...]
+    calls_left: int | None = None  # its program's calls still to make, this one included
 
 
 # Where each value was found, as error messages name it.
@@ -50,6 +55,7 @@ _WHERE_PROGRAM = (
 )
 _WHERE_THREAD = (f"the {THREAD_HEADER} header", THREAD_FIELD, f"{XARGS_FIELD}.{THREAD_KEY}")
 _WHERE_PARENTS = (PARENTS_FIELD, f"{XARGS_FIELD}.{PARENTS_KEY}")
+_WHERE_CALLS_LEFT = (f"the {CALLS_LEFT_HEADER} header", CALLS_LEFT_FIELD, f"{XARGS_FIELD}.{CALLS_LEFT_KEY}")
 
 
 def _xargs(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -107,21 +113,32 @@ def _program_id(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapp
     return None
 
 
-def _thread_id(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> int | None:
-    header = headers.get(THREAD_HEADER)
-    given = (header.strip() if header is not None else None, body.get(THREAD_FIELD), xargs.get(THREAD_KEY))
-    for where, value in zip(_WHERE_THREAD, given):
+def _bounded_int(
+    given: tuple[Any, ...], wheres: tuple[str, ...], low: int, limit: int, bounds: str, param: str
+) -> int | None:
+    """The first value given (a header's text, or a JSON integer) as an int in [low, limit)."""
+    for where, value in zip(wheres, given):
         if value is None:
             continue
         if isinstance(value, str):
             try:
-                value = int(value)
+                value = int(value.strip())
             except ValueError:
-                raise bad_request(f"{where} must be an integer, got {value!r}", param=THREAD_FIELD) from None
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < THREAD_ID_LIMIT:
-            raise bad_request(f"{where} must be an integer in [0, 2**63)", param=THREAD_FIELD)
+                raise bad_request(f"{where} must be an integer, got {value!r}", param=param) from None
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value < limit:
+            raise bad_request(f"{where} must be an integer in {bounds}", param=param)
         return value
     return None
+
+
+def _thread_id(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> int | None:
+    given = (headers.get(THREAD_HEADER), body.get(THREAD_FIELD), xargs.get(THREAD_KEY))
+    return _bounded_int(given, _WHERE_THREAD, 0, THREAD_ID_LIMIT, "[0, 2**63)", THREAD_FIELD)
+
+
+def _calls_left(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> int | None:
+    given = (headers.get(CALLS_LEFT_HEADER), body.get(CALLS_LEFT_FIELD), xargs.get(CALLS_LEFT_KEY))
+    return _bounded_int(given, _WHERE_CALLS_LEFT, 1, CALLS_LEFT_LIMIT, "[1, 2**32)", CALLS_LEFT_FIELD)
 
 
 def _parent_ids(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[str, ...]:
@@ -145,9 +162,12 @@ def _parent_ids(body: Mapping[str, Any], xargs: Mapping[str, Any], headers: Mapp
 def call_identity(body: MutableMapping[str, Any], headers: Mapping[str, str]) -> CallIdentity:
     xargs = _xargs(body)
     identity = CallIdentity(
-        _program_id(body, xargs, headers), _thread_id(body, xargs, headers), _parent_ids(body, xargs, headers)
+        _program_id(body, xargs, headers),
+        _thread_id(body, xargs, headers),
+        _parent_ids(body, xargs, headers),
+        _calls_left(body, xargs, headers),
     )
-    for name in (PROGRAM_FIELD, THREAD_FIELD, PARENTS_FIELD):
+    for name in (PROGRAM_FIELD, THREAD_FIELD, PARENTS_FIELD, CALLS_LEFT_FIELD):
         body.pop(name, None)
     if isinstance(xargs.get(AGENTIC_CONTEXT), dict):
         del xargs[AGENTIC_CONTEXT]  # read here; vLLM's models would refuse an object value

@@ -25,7 +25,9 @@ The program a call belongs to (names from `autellix.contract`), in this order:
      from 2**62 up by this plug-in (the most recent 65,536 sessions are remembered);
   3. neither: the call is a program of its own, numbered from 2**63 up.
 `autellix_thread_id` (int) is kept for tracing; `autellix_parents` lists request ids, as given to
-vLLM, of earlier calls of the same program this one depends on (ATLAS).
+vLLM, of earlier calls of the same program this one depends on (ATLAS); `autellix_calls_left` (int
+>= 1) is the client's count of the calls its program will still make, this one included
+(`Scheduler.set_calls_left`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from vllm.v1.core.sched.utils import remove_all
 from vllm.v1.request import Request, RequestStatus
 
 from autellix.contract import (
+    CALLS_LEFT_KEY,
     PARENTS_KEY,
     PROGRAM_KEY,
     SESSION_KEY,
@@ -106,7 +109,7 @@ class _AutellixMixin(_MixinBase):
         # next to the core: one crossing per arrival, and one per hook (`self.hooks`) a step.
         self.adapter = autellix_core.EngineAdapter(
             self.core, SESSION_PROGRAMS, SOLO_PROGRAMS, PREFILL_TOKENS_PER_UNIT, SESSION_MEMORY, PARENT_MEMORY,
-            extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY),
+            extra_args_keys=(PROGRAM_KEY, SESSION_KEY, PARENTS_KEY, CALLS_LEFT_KEY),
         )
         log.info("autellix: %s scheduling with policy %s", type(self).__name__, self.autellix_settings.policy)
         # Replaces vLLM's FCFS queue, before any request exists: it shows vLLM only the core's

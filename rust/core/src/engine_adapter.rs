@@ -169,6 +169,8 @@ pub struct EngineAdapter<H = ()> {
     forgotten: FxHashSet<CallId>,
     // Since the last step:
     arrivals: Vec<(CallId, ProgramId, Vec<CallId>)>,
+    /// What clients said of their programs' calls left, with the arrivals (`tell_calls_left`).
+    calls_left: Vec<(ProgramId, u32)>,
     finished: Vec<CallId>,
     ran: Ran,
     stats: AdapterStats,
@@ -205,6 +207,7 @@ impl<H> EngineAdapter<H> {
             request_of: FxHashMap::default(),
             forgotten: FxHashSet::default(),
             arrivals: Vec::new(),
+            calls_left: Vec::new(),
             finished: Vec::new(),
             ran: Ran::Nothing,
             stats: AdapterStats::default(),
@@ -294,6 +297,15 @@ impl<H> EngineAdapter<H> {
         Ok(Arrival { call, program, new_session })
     }
 
+    /// What the client of a request just added says of its program's calls left, counting that
+    /// request (`Scheduler::set_calls_left`), told the scheduler with the arrivals. Of several
+    /// arrivals of one program in a step the first one's count is told: it counts the others.
+    pub fn tell_calls_left(&mut self, program: ProgramId, calls_left: u32) {
+        if !self.calls_left.iter().any(|&(told, _)| told == program) {
+            self.calls_left.push((program, calls_left));
+        }
+    }
+
     fn session_program(&mut self, session: &str) -> (ProgramId, bool) {
         let known = self.program_of_session.get(session);
         let program = known.unwrap_or_else(|| take(&mut self.next_session_program));
@@ -352,7 +364,7 @@ impl<H> EngineAdapter<H> {
     }
 
     /// Tells the scheduler what happened since the last step: service, then finishes, then
-    /// arrivals. Returns what it refused (logged by the caller; the engine goes on stepping):
+    /// what clients said of their programs' calls left, then arrivals. Returns what it refused (logged by the caller; the engine goes on stepping):
     /// a batch of arrivals it rejects is retried one by one, a call whose parents it rejects
     /// arrives without them.
     pub fn apply(&mut self, scheduler: &mut Scheduler, now: f64) -> Vec<String> {
@@ -381,6 +393,9 @@ impl<H> EngineAdapter<H> {
             for call in finished {
                 note(&mut refused, scheduler.finish_calls(&[call], now));
             }
+        }
+        for (program, calls_left) in self.calls_left.drain(..) {
+            note(&mut refused, scheduler.set_calls_left(program, calls_left, now));
         }
         let arrivals = std::mem::take(&mut self.arrivals);
         let batch: Vec<NewCall> = arrivals

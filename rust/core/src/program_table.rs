@@ -21,7 +21,9 @@ pub struct Program {
     pub starvation_wait: f64,
     /// How many of its calls are live (waiting or running). The calls themselves are found in
     /// the call table: keeping them here too cost each arrival and finish a cache miss.
-    pub live_calls: usize,
+    pub live_calls: u32,
+    /// How many of its calls finished (their mean service sizes what a hint says is left).
+    pub finished_calls: u32,
     pub last_arrival: f64,
     pub last_completion: f64,
     /// Programs are numbered as they arrive; PLAS and ATLAS serve older programs first within a
@@ -34,11 +36,37 @@ pub struct Program {
     id: ProgramId,
     /// ATLAS only: priority + service of each finished call, for children naming their parents.
     pub finished_paths: FxHashMap<CallId, f64>,
+    /// What the client last said of the calls the program will still make.
+    hint: Option<CallsLeftHint>,
+}
+
+/// "`calls` calls to come", said when `arrivals` of the program's calls had arrived.
+#[derive(Debug, Clone, Copy)]
+struct CallsLeftHint {
+    calls: u32,
+    arrivals: u32,
 }
 
 impl Program {
     pub fn active_calls(&self) -> usize {
-        self.live_calls
+        self.live_calls as usize
+    }
+
+    /// Calls that have arrived so far (a call leaves the table only by finishing, or with its
+    /// program).
+    fn arrivals(&self) -> u32 {
+        self.finished_calls.saturating_add(self.live_calls)
+    }
+
+    /// The calls still to come by the client's last count: what it said, less the calls that
+    /// arrived since (none once more arrived than it said).
+    pub fn calls_to_come(&self) -> Option<u32> {
+        let hint = self.hint?;
+        Some(hint.calls.saturating_sub(self.arrivals().saturating_sub(hint.arrivals)))
+    }
+
+    pub fn set_calls_to_come(&mut self, calls: u32) {
+        self.hint = Some(CallsLeftHint { calls, arrivals: self.arrivals() });
     }
 }
 
@@ -128,6 +156,7 @@ impl ProgramTable {
     pub fn finish_call(&mut self, slot: ProgramSlot, call: CallId, service: f64, path: f64, keep_path: bool, now: f64) {
         let Some(program) = self.slots.get_mut(slot).and_then(Option::as_mut) else { return };
         program.attained_service += service;
+        program.finished_calls = program.finished_calls.saturating_add(1);
         program.critical_path = program.critical_path.max(path);
         program.last_completion = now;
         if keep_path {

@@ -133,6 +133,31 @@ pub struct Scheduler {
     stats: Stats,
     decision: Decision,
     new_ids: FxHashSet<CallId>,
+    /// Whether any program was ever given a count of calls left (else arrivals never look).
+    hinted: bool,
+    finished: FinishedCalls,
+}
+
+/// Service and count of every call finished so far: the mean call, for a hinted program with none
+/// of its own finished yet.
+#[derive(Debug, Default)]
+struct FinishedCalls {
+    service: f64,
+    count: u64,
+}
+
+impl FinishedCalls {
+    /// The work a hinted program has left once a call of it arrives: that call and those still
+    /// to come, times its mean call (or every program's).
+    fn work_left(&self, program: &Program) -> Option<f64> {
+        let calls_left = program.calls_to_come()? + 1;
+        let mean_call = match program.finished_calls {
+            0 if self.count == 0 => return None,
+            0 => self.service / self.count as f64,
+            finished => program.attained_service / finished as f64,
+        };
+        Some(calls_left as f64 * mean_call)
+    }
 }
 
 /// Capacity kept by the scratch set that catches duplicate ids in a batch of new calls.
@@ -178,6 +203,8 @@ impl Scheduler {
             stats: Stats::default(),
             decision: Decision::default(),
             new_ids: FxHashSet::default(),
+            hinted: false,
+            finished: FinishedCalls::default(),
         }
     }
 
@@ -234,6 +261,26 @@ impl Scheduler {
         self.check_now(now)?;
         self.last_now = now;
         self.programs.ensure(program, now);
+        Ok(())
+    }
+
+    /// What the program's client says of the calls it will still make, counting its next one (an
+    /// agent's step budget less the steps it has taken; an upper bound will do). A program-aware
+    /// policy then queues each new call of it by the work left with the call: the calls left times
+    /// the mean service of the program's finished calls (of every program's, before one of its
+    /// own finished), rather than by the work it had, so the program with the least left goes
+    /// first, as under SRPT. Arrivals count it down (to the arriving call at least); it lasts until
+    /// said again or the program ends.
+    pub fn set_calls_left(&mut self, program: ProgramId, calls_left: u32, now: f64) -> CoreResult<()> {
+        self.check_now(now)?;
+        if calls_left == 0 {
+            return Err(CoreError::InvalidArgument(format!(
+                "calls_left of program {program} must be at least 1: the calls it will still make, counting its next one"
+            )));
+        }
+        self.last_now = now;
+        self.programs.ensure(program, now).1.set_calls_to_come(calls_left);
+        self.hinted = true;
         Ok(())
     }
 
@@ -387,7 +434,7 @@ impl Scheduler {
         }
         let slots: Vec<Slot> =
             self.calls.iter().filter(|(_, _, call)| call.program == program).map(|(slot, _, _)| slot).collect();
-        debug_assert_eq!(slots.len(), live, "a program's count of live calls matches the call table");
+        debug_assert_eq!(slots.len(), live as usize, "a program's count of live calls matches the call table");
         Some(slots)
     }
 
@@ -591,11 +638,14 @@ impl Scheduler {
             Policy::Atlas => program.critical_path,
         });
         let program_order = if policy.is_program_aware() { program.arrival_order } else { 0 };
+        // ATLAS keeps `priority` for the paths through the call; a hint changes only its queue.
+        let hinted = self.hinted && policy.is_program_aware();
+        let rank = if hinted { self.finished.work_left(program).unwrap_or(priority) } else { priority };
         let call = Call {
             program: new.program,
             program_slot,
             state: CallState::Waiting,
-            queue: self.config.queue_for(priority),
+            queue: self.config.queue_for(rank),
             priority,
             service: 0.0,
             waiting_time: 0.0,
@@ -739,6 +789,8 @@ impl Scheduler {
         let path = call.priority + call.service;
         let keep_path = self.config.policy == Policy::Atlas;
         self.programs.finish_call(call.program_slot, id, call.service, path, keep_path, now);
+        self.finished.service += call.service;
+        self.finished.count += 1;
         self.stats.finished += 1;
     }
 

@@ -33,6 +33,67 @@ fn plas_light_program_overtakes_heavy_program() {
 }
 
 #[test]
+fn a_program_that_says_it_is_nearly_done_goes_before_one_with_as_much_service_and_more_to_do() {
+    // Both programs had 2 s in one call. Program 200 has one call left (2 s of work: queue 2),
+    // program 100 five (10 s: queue 3); plas alone would queue both at 2 and run 100's first.
+    let mut s = scheduler(Policy::Plas);
+    serve_and_finish(&mut s, 1, 100, 0.0, 2.0);
+    serve_and_finish(&mut s, 2, 200, 2.0, 2.0);
+    s.set_calls_left(100, 5, 4.0).unwrap();
+    s.set_calls_left(200, 1, 4.0).unwrap();
+    s.add_call(3, 100, 4.0, &[]).unwrap();
+    s.add_call(4, 200, 4.0, &[]).unwrap();
+    assert_eq!((s.call(3).unwrap().queue, s.call(4).unwrap().queue), (3, 2));
+    assert_eq!(s.schedule(4.0, 1).unwrap().admit, vec![4]);
+    assert_eq!(s.call(3).unwrap().priority, 2.0, "the plas priority is kept (ATLAS paths use it)");
+}
+
+#[test]
+fn arrivals_count_a_hint_down_to_the_arriving_call() {
+    let mut s = scheduler(Policy::Plas);
+    serve_and_finish(&mut s, 1, 100, 0.0, 0.5);
+    s.set_calls_left(100, 3, 0.5).unwrap();
+    let to_come = |s: &Scheduler| s.program(100).unwrap().calls_to_come();
+    assert_eq!(to_come(&s), Some(3));
+    let mut queues = Vec::new();
+    for call in 2..6 {
+        s.add_call(call, 100, 0.5, &[]).unwrap();
+        queues.push(s.call(call).unwrap().queue);
+    }
+    assert_eq!(to_come(&s), Some(0), "more arrived than it said");
+    // Work left with each call: 3, 2, 1, then (the count ran out) the call alone, times 0.5 s.
+    assert_eq!(queues, vec![1, 1, 0, 0]);
+}
+
+#[test]
+fn a_hinted_program_with_no_call_finished_is_sized_by_every_program_s_mean_call() {
+    let mut s = scheduler(Policy::Plas);
+    s.set_calls_left(200, 2, 0.0).unwrap();
+    s.add_call(1, 200, 0.0, &[]).unwrap();
+    assert_eq!(s.call(1).unwrap().queue, 0, "no call has finished anywhere: plas");
+    assert_eq!(s.end_program(200).unwrap(), vec![1]);
+    serve_and_finish(&mut s, 2, 100, 0.0, 1.5);
+    s.set_calls_left(300, 2, 1.5).unwrap();
+    s.add_call(3, 300, 1.5, &[]).unwrap();
+    assert_eq!(s.call(3).unwrap().queue, 2, "2 calls of the 1.5 s mean call: 3 s");
+}
+
+#[test]
+fn program_blind_policies_ignore_hints_and_a_hint_of_no_calls_is_refused() {
+    for policy in [Policy::Fcfs, Policy::Mlfq] {
+        let mut s = scheduler(policy);
+        serve_and_finish(&mut s, 1, 100, 0.0, 3.0);
+        s.set_calls_left(100, 9, 3.0).unwrap();
+        s.add_call(2, 100, 3.0, &[]).unwrap();
+        assert_eq!(s.call(2).unwrap().queue, 0);
+    }
+    let mut s = scheduler(Policy::Plas);
+    let err = s.set_calls_left(100, 0, 0.0).unwrap_err();
+    assert!(matches!(err, CoreError::InvalidArgument(_)) && err.to_string().contains("calls_left"));
+    assert!(s.program(100).is_none(), "a refused hint changes nothing");
+}
+
+#[test]
 fn fcfs_runs_in_arrival_order_and_never_preempts() {
     let mut s = scheduler(Policy::Fcfs);
     serve_and_finish(&mut s, 1, 100, 0.0, 50.0);

@@ -26,6 +26,7 @@ struct ExtraArgsKeys {
     program: Py<PyString>,
     session: Py<PyString>,
     parents: Py<PyString>,
+    calls_left: Py<PyString>,
 }
 
 /// What a live call's decisions name it by: the object given to `add_request`, else its request id.
@@ -79,6 +80,7 @@ struct Named {
     program: Option<u64>,
     session: Option<PyBackedStr>,
     parents: Vec<String>,
+    calls_left: Option<u32>,
     ignored: Vec<String>,
 }
 
@@ -129,7 +131,17 @@ impl Named {
             }),
             _ => Vec::new(),
         };
-        Ok(Named { program, session, parents, ignored })
+        let calls_left = match arg(&keys.calls_left)? {
+            Some(given) => {
+                let calls_left = given.extract::<u32>().ok().filter(|&n| n >= 1 && !given.is_instance_of::<PyBool>());
+                if calls_left.is_none() {
+                    ignored.push(format!("calls left {} (expected an int >= 1)", given.repr()?));
+                }
+                calls_left
+            }
+            None => None,
+        };
+        Ok(Named { program, session, parents, calls_left, ignored })
     }
 }
 
@@ -234,6 +246,9 @@ impl EngineAdapter {
         let named = Named::read(request, keys, self.inner.config().session_programs)?;
         let parents: Vec<&str> = named.parents.iter().map(String::as_str).collect();
         let arrival = self.add(request_id, named.program, named.session.as_deref(), &parents, Some(request))?;
+        if let Some(calls_left) = named.calls_left {
+            self.inner.tell_calls_left(arrival.program, calls_left);
+        }
         let new_session = arrival.new_session.then(|| named.session.as_deref().unwrap_or_default().to_owned());
         Ok((arrival.program, new_session, named.ignored))
     }
@@ -261,7 +276,7 @@ impl EngineAdapter {
         prefill_tokens_per_unit: f64,
         session_memory: usize,
         parent_memory: usize,
-        extra_args_keys: Option<(String, String, String)>,
+        extra_args_keys: Option<(String, String, String, String)>,
     ) -> CoreResult<Self> {
         let config = core::AdapterConfig {
             session_programs,
@@ -270,10 +285,11 @@ impl EngineAdapter {
             parent_memory,
             prefill_tokens_per_unit,
         };
-        let keys = extra_args_keys.map(|(program, session, parents)| ExtraArgsKeys {
+        let keys = extra_args_keys.map(|(program, session, parents, calls_left)| ExtraArgsKeys {
             program: PyString::intern(py, &program).unbind(),
             session: PyString::intern(py, &session).unbind(),
             parents: PyString::intern(py, &parents).unbind(),
+            calls_left: PyString::intern(py, &calls_left).unbind(),
         });
         Ok(EngineAdapter { inner: core::EngineAdapter::with_handles(config)?, scheduler, keys })
     }

@@ -159,6 +159,10 @@ impl Scheduler {
         Ok(self.inner.start_program(program_id, now)?)
     }
 
+    fn set_calls_left(&mut self, program_id: u64, calls_left: u32, now: f64) -> CoreResult<()> {
+        Ok(self.inner.set_calls_left(program_id, calls_left, now)?)
+    }
+
     #[pyo3(signature = (call_id, program_id, now, parents=Vec::new()), text_signature = "(self, /, call_id, program_id, now, parents=())")]
     fn add_call(&mut self, call_id: u64, program_id: u64, now: f64, parents: Vec<u64>) -> CoreResult<()> {
         Ok(self.inner.add_call(call_id, program_id, now, &parents)?)
@@ -250,6 +254,7 @@ impl Scheduler {
         info.set_item("critical_path", program.critical_path)?;
         info.set_item("waiting_time", program.waiting_time)?;
         info.set_item("active_calls", program.active_calls())?;
+        info.set_item("calls_to_come", program.calls_to_come())?;
         info.set_item("calls", calls)?;
         info.set_item("last_arrival", program.last_arrival)?;
         info.set_item("last_completion", program.last_completion)?;

@@ -47,12 +47,16 @@ async def get_program(request: web.Request) -> web.Response:
     program = _find(request)
     driver = request.app[DRIVER]
     attained = critical = waiting = 0.0
+    # The client's count of calls still to come, as the engine its calls are pinned to sees it
+    # (each engine counts the calls it gets), else as any engine that heard one.
+    pinned = driver.balancer.pinned(program.internal_id)
+    calls_to_come = None
     try:
         snapshots = await asyncio.wait_for(driver.snapshots([program.internal_id]), SNAPSHOT_TIMEOUT)
     except Exception:  # an engine died or is stuck: show what the front end knows
         log.warning("scheduler snapshot for %s failed", program.id, exc_info=True)
         snapshots = []
-    for snapshot in snapshots:
+    for engine, snapshot in enumerate(snapshots):
         if not snapshot:
             continue
         programs = snapshot.get("programs") or {}
@@ -61,6 +65,8 @@ async def get_program(request: web.Request) -> web.Response:
             attained += float(info.get("attained_service", 0.0))
             critical = max(critical, float(info.get("critical_path", 0.0)))
             waiting += float(info.get("waiting_time", 0.0))
+            if info.get("calls_to_come") is not None and (calls_to_come is None or engine == pinned):
+                calls_to_come = info["calls_to_come"]
     return web.json_response(
         {
             "id": program.id,
@@ -73,7 +79,8 @@ async def get_program(request: web.Request) -> web.Response:
             "critical_path": critical,
             "waiting_time": waiting,
             "active_calls": len(program.active),
-            "engine": driver.balancer.pinned(program.internal_id),
+            "calls_to_come": calls_to_come,
+            "engine": pinned,
         }
     )
 
