@@ -14,8 +14,10 @@ call's output length could know, never a program's later calls), exact or misest
 Gittins rank (only the distribution of programs' total work and each program's attained work: the
 best a ranking that does not know a program's size can do), from all programs or from those of the
 program's own workload (on mixed, knowing which kind of agent a program is). On lats and mixed
-plas, the plug-in's default, runs beside atlas. Where they cross 0.8x of srpt says what
-a predictor of remaining work must know, and how well, for Autellix to.
+plas, the plug-in's default, runs beside atlas. Last, the core itself (plas) with each program's
+client telling it the calls the program has left (`Scheduler.set_calls_left`), exactly or from a
+budget of up to 3x the calls it makes (what an agent's step limit would say). Where they cross
+0.8x of srpt says what a predictor of remaining work must know, and how well, for Autellix to.
 
     .venv/bin/python bench/sim/srpt_gap.py                 # sharegpt, bfcl, lats, mixed (~15 min, 2 jobs)
     .venv/bin/python bench/sim/srpt_gap.py --workloads sharegpt --jobs 1
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from autellix import work_units
 from autellix.sim.presets import get_preset
+from autellix.sim.simulator import CLIENT_CALLS_LEFT
 from autellix.sim.sweep import Series, default_rates, estimate_capacity, run_sweep, throughput_table, write_outputs
 
 OUT = Path(__file__).resolve().parents[2] / "bench" / "results" / "sim"
@@ -79,6 +82,8 @@ def predictor_series(workload: str) -> list[Series]:
         Series("gittins oracle", "srpt", scheduler_options=(("knows", "distribution"),)),
         Series("gittins oracle by kind", "srpt", scheduler_options=(("knows", "distribution by kind"),)),
         *([Series("plas", "plas")] if policy != "plas" else []),
+        Series("plas, clients tell calls left", "plas", scheduler_options=((CLIENT_CALLS_LEFT, 0.0),)),
+        Series("plas, clients tell a budget <= 3x", "plas", scheduler_options=((CLIENT_CALLS_LEFT, 2.0),)),
     ]
 
 

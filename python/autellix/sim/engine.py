@@ -46,12 +46,14 @@ class SchedulerLike(Protocol):
 
     def requeue(self, call_ids: Any, now: float) -> None: ...
 
+    def set_calls_left(self, program_id: int, calls_left: int, now: float) -> None: ...
+
     def end_program(self, program_id: int) -> Any: ...
 
 
 class SimProgram:
     __slots__ = ("index", "program_id", "arrival", "calls", "left", "finish", "output_tokens", "engines",
-                 "system", "workload", "known_left", "attained")
+                 "system", "workload", "known_left", "attained", "budget", "released")
 
     def __init__(self, index: int, program_id: str, arrival: float, system: int, workload: str | None):
         self.index = index
@@ -66,12 +68,14 @@ class SimProgram:
         self.workload = workload
         self.known_left = 0.0  # srpt oracle: its estimate of the work it may know left (SrptKnowledge)
         self.attained = 0.0  # srpt oracle knowing the distribution: its finished calls' estimated work
+        self.budget = 0  # the calls its client says it may make (CLIENT_CALLS_LEFT)
+        self.released = 0  # calls released so far
 
 
 class SimCall:
     __slots__ = ("cid", "program", "prompt", "output", "prefix", "delay", "parents", "children", "pending",
                  "engine", "generated", "prefill_left", "ctx", "end", "version", "state", "release",
-                 "start", "finish", "swapped", "work", "estimate", "name")
+                 "start", "finish", "swapped", "work", "estimate", "name", "calls_left")
 
     def __init__(self, cid: int, program: SimProgram, name: str, prompt: int, output: int, prefix: int,
                  delay: float):
@@ -98,6 +102,7 @@ class SimCall:
         self.swapped = False
         self.work = 0.0
         self.estimate = 0.0  # the srpt oracle's estimate of `work`
+        self.calls_left: int | None = None  # what its client tells the core at its release, if anything
 
 
 @dataclass(slots=True)
@@ -157,6 +162,7 @@ class Engine:
         self.new_ids: list[int] = []
         self.new_progs: list[int] = []
         self.new_parents: list[list[int]] = []
+        self.new_hints: dict[int, int] = {}  # program -> calls left, told before the step adds its calls
         self.busy_until: float | None = None  # end of the chunk in flight, None when idle
         self.wake_pending = False
         self.ran: list[int] = []
@@ -178,6 +184,8 @@ class Engine:
         call.program.engines.add(self.index)
         self.new_ids.append(call.cid)
         self.new_progs.append(call.program.index)
+        if call.calls_left is not None:  # of several released together, the first counts them all
+            self.new_hints.setdefault(call.program.index, call.calls_left)
         if self.pass_parents:
             self.new_parents.append([p.cid for p in call.parents if p.engine == self.index])
 
@@ -254,6 +262,9 @@ class Engine:
         if self.ran_each is not None:  # calls got different work: credited before the step
             self.sched.record_service_each(self.ran, self.ran_each, now)
             self.ran, service = [], 0.0
+        for program, calls_left in self.new_hints.items():
+            self.sched.set_calls_left(program, calls_left, now)
+        self.new_hints.clear()
         if self.new_ids:
             d = self.sched.step(now, self.cfg.max_running, self.ran, service, self.finished_ids,
                                 self.new_ids, self.new_progs, self.new_parents if self.pass_parents else None)

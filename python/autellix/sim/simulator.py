@@ -10,6 +10,8 @@ same instant as a scheduling point of their engine (children with no delay) join
 from __future__ import annotations
 
 import heapq
+import math
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -30,6 +32,12 @@ POLICIES = (*CORE_POLICIES, "srpt")
 BALANCERS = ("autellix", "least-used", "round-robin")
 
 RELEASE, CHUNK, WAKE = 0, 1, 2
+
+# A scheduler option the simulator takes for itself: the programs' clients tell the core how many
+# calls each has left (`Scheduler.set_calls_left`) with every call, from a budget of up to
+# 1 + this many times the calls it makes (0: the exact count), drawn per program.
+CLIENT_CALLS_LEFT = "client_calls_left"
+BUDGET_SEED = 0
 
 
 def load_core() -> Any:
@@ -81,6 +89,7 @@ class Simulator:
         self.programs: list[SimProgram] = []
         self.calls: list[SimCall] = []
         opts = dict(scheduler_options or {})
+        self.calls_left_slack = self._client_hints(opts.pop(CLIENT_CALLS_LEFT, None), policy)
         self.knowledge = SrptKnowledge.from_options(opts) if policy == "srpt" else SrptKnowledge()
         self._build(programs)
         if clock in WORK_CLOCKS and policy in CORE_POLICIES and policy != "fcfs" and "queue_boundaries" not in opts:
@@ -110,6 +119,16 @@ class Simulator:
         self.completed = 0
         self.n_events = 0
 
+    @staticmethod
+    def _client_hints(slack: Any, policy: str) -> float | None:
+        if slack is None:
+            return None
+        if policy not in CORE_POLICIES:
+            raise ValueError(f"{CLIENT_CALLS_LEFT} is told to the core; policy {policy!r} is not one of its")
+        if not (isinstance(slack, (int, float)) and math.isfinite(slack) and slack >= 0):
+            raise ValueError(f"{CLIENT_CALLS_LEFT} must be a finite number >= 0, got {slack!r}")
+        return float(slack)
+
     def _remaining(self, program_index: int) -> float:
         return self.programs[program_index].known_left
 
@@ -117,6 +136,7 @@ class Simulator:
         cid = 0
         limit = self.cfg.kv_tokens
         estimate = self.knowledge.estimator()
+        budgets = random.Random(BUDGET_SEED)
         knows_future = self.knowledge.knows == "program"
         for idx, p in enumerate(programs):
             sp = SimProgram(idx, p.program_id, p.arrival, p.system_tokens, p.workload)
@@ -143,6 +163,8 @@ class Simulator:
                 self.calls.append(sc)
             sp.left = len(sp.calls)
             sp.output_tokens = sum(c.output for c in sp.calls)
+            if self.calls_left_slack is not None:
+                sp.budget = math.ceil(len(sp.calls) * (1.0 + self.calls_left_slack * budgets.random()))
             self.programs.append(sp)
         if self.knowledge.ranks_by_gittins:
             self.gittins = self._gittins_ranks(by_kind=self.knowledge.knows == "distribution by kind")
@@ -168,6 +190,10 @@ class Simulator:
 
     def _release(self, call: SimCall, now: float, current: Engine | None = None) -> None:
         call.release = now
+        program = call.program
+        if self.calls_left_slack is not None:  # the client's budget less the calls made so far
+            call.calls_left = max(1, program.budget - program.released)
+        program.released += 1
         if self.knowledge.knows == "issued":
             call.program.known_left += call.estimate
         if self.balancer is not None:
