@@ -242,7 +242,7 @@ async def sweep(drivers, workloads, schedulers, rates, scaling, args, log) -> li
                     run_ = await replay(drivers[s], programs, PromptBuilder(f"{w}:{rate}:{seed}", scaling.max_prompt),
                                         tag=f"{w}-{rate}-{seed}-{s}",
                                         wall_limit=max(p.arrival for p in programs) + args.point_wall_limit,
-                                        on_progress=progress)
+                                        on_progress=progress, tell_calls_left=s in engines.TELL_CALLS_LEFT)
                     point = summarize_point(run_)
                     # the 1-minute load average as the point ends: other work on the shared machine
                     point.update(workload=w, rate=rate, seed=seed, series=s, loadavg_1m=round(os.getloadavg()[0], 2))

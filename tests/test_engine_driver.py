@@ -112,15 +112,19 @@ def test_two_replicas_route_stream_abort_and_shut_down_cleanly():
             first = await _collect(driver, "long-1", long_prompt, 4, program_id=7)
             pinned = driver.balancer.pinned(7)
             assert first[-1].engine == pinned
-            again = await _collect(driver, "long-2", long_prompt + [9], 4, program_id=7, parents=["long-1"])
+            again = await _collect(
+                driver, "long-2", long_prompt + [9], 4, program_id=7, parents=["long-1"], calls_left=3
+            )
             assert again[-1].engine == pinned
 
-            # The plug-in runs inside each child engine core and saw exactly these calls.
+            # The plug-in runs inside each child engine core and saw exactly these calls; the
+            # count of calls left reached the core, less the call that told it.
             snapshots = await driver.snapshots([7])
             assert [s["policy"] for s in snapshots] == ["plas", "plas"]
             assert sum(s["stats"]["finished"] for s in snapshots) == 6
             program = snapshots[pinned]["programs"][7]
             assert program["attained_service"] > 0 and program["active_calls"] == 0
+            assert program["calls_to_come"] == 2
 
             # Closing a stream early aborts the call in its engine; the engine carries on.
             stream = driver.generate("doomed", "tell me everything", _greedy(900), program_id=8)

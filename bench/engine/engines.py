@@ -27,8 +27,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "plas-quanta-64": ("plas", {}, {"quanta": [64.0, 64.0, 64.0, 64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0]}),
     # The default ladder with three finer queues on top (8, 16, 32 units).
     "plas-fine-top": ("plas", {}, {"queue_boundaries": [8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0]}),
+    # Defaults; the replay tells the engine each program's calls left with every call.
+    "plas-calls-left": ("plas", {}, {}),
 }
 SERIES = (*ENGINE_SCHEDULERS, *VARIANTS)
+# Series whose clients tell their programs' calls left (what an agent's step budget would say).
+TELL_CALLS_LEFT = frozenset({"plas-calls-left"})
 
 
 def scheduler_of(series: str) -> str:

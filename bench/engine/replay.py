@@ -4,7 +4,8 @@ Each program starts at its arrival time; each call is issued once all its parent
 its delay, with its parents' request ids passed to the driver (ATLAS uses them). Calls ask for
 exactly their output tokens (``ignore_eos``), so every scheduler serves the same work. When a
 program's last call finishes the program is ended in the engine (the session end), which drops
-it from Autellix's table.
+it from Autellix's table. With `tell_calls_left` each call also says how many calls its program
+will still make, itself included, as an agent that knows its step budget would.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ProgramRecord:
     arrival: float  # seconds since the point's start
     finish: float = -1.0
     tokens: int = 0
+    calls_issued: int = 0
     calls_done: int = 0
     short_calls: list[str] = field(default_factory=list)  # calls that got fewer tokens than asked
 
@@ -74,6 +76,7 @@ async def replay(
     tag: str,
     wall_limit: float,
     on_progress: Callable[[int, int, int], None] | None = None,
+    tell_calls_left: bool = False,
 ) -> PointRun:
     from vllm import SamplingParams
 
@@ -89,6 +92,8 @@ async def replay(
         request_id = f"{tag}-{rec.engine_id}-{call.call_id}"
         params = SamplingParams(max_tokens=call.output_tokens, ignore_eos=True, temperature=0.0, detokenize=False)
         parents = [f"{tag}-{rec.engine_id}-{p}" for p in call.parents]
+        calls_left = len(rec.program.calls) - rec.calls_issued if tell_calls_left else None
+        rec.calls_issued += 1
         issued = time.monotonic()
         got = 0
         live.add(request_id)
@@ -97,6 +102,7 @@ async def replay(
             async for chunk in driver.generate(
                 request_id, prompts.prompt(rec.program, call), params,
                 program_id=rec.engine_id, thread_id=int(call.call_id.lstrip("c") or 0), parents=parents,
+                calls_left=calls_left,
             ):
                 got = chunk.completion_tokens
         finally:

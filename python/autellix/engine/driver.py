@@ -181,9 +181,11 @@ class EngineDriver:
         program_id: int,
         thread_id: int | None = None,
         parents: Sequence[str] = (),
+        calls_left: int | None = None,
     ) -> AsyncIterator[CallChunk]:
         """Run one call and yield what it produces as it comes. `parents` are request ids of
-        earlier calls of the same program (ATLAS). Closing the iterator aborts the call."""
+        earlier calls of the same program (ATLAS); `calls_left`, the calls the program will still
+        make, this one included (`contract.CALLS_LEFT_KEY`). Closing the iterator aborts the call."""
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
@@ -195,7 +197,7 @@ class EngineDriver:
         params = params.clone()
         params.output_kind = RequestOutputKind.DELTA
         client = self.client
-        tag = CallTag(program_id, thread_id, tuple(parents))
+        tag = CallTag(program_id, thread_id, tuple(parents), calls_left=calls_left)
         stream = client.generate(TokensPrompt(prompt_token_ids=token_ids), params, request_id, call=tag)
         completion_tokens = 0
         engine: int | None = None
