@@ -363,10 +363,10 @@ impl<H> EngineAdapter<H> {
             .unzip()
     }
 
-    /// Tells the scheduler what happened since the last step: service, then finishes, then
-    /// what clients said of their programs' calls left, then arrivals. Returns what it refused (logged by the caller; the engine goes on stepping):
-    /// a batch of arrivals it rejects is retried one by one, a call whose parents it rejects
-    /// arrives without them.
+    /// Tells the scheduler what happened since the last step: service, then finishes, then what
+    /// clients said of their programs' calls left, then arrivals. Returns what it refused (logged
+    /// by the caller; the engine goes on stepping): a batch of arrivals it rejects is retried one
+    /// by one, a call whose parents it rejects arrives without them.
     pub fn apply(&mut self, scheduler: &mut Scheduler, now: f64) -> Vec<String> {
         let mut refused = Vec::new();
         // With async scheduling a call can have been preempted or requeued since it ran; only
