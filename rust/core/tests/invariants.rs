@@ -48,6 +48,11 @@ enum Op {
     EndProgram {
         program: ProgramId,
     },
+    /// The program's client says it will make `calls_left` more calls.
+    Hint {
+        program: ProgramId,
+        calls_left: u32,
+    },
     Advance {
         seconds: f64,
     },
@@ -70,6 +75,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|pick| Op::Finish { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Requeue { pick }),
         1 => (0..6u64).prop_map(|program| Op::EndProgram { program }),
+        1 => (0..6u64, 1..5u32).prop_map(|(program, calls_left)| Op::Hint { program, calls_left }),
         2 => (0.0..4.0f64).prop_map(|seconds| Op::Advance { seconds }),
     ]
 }
@@ -88,6 +94,8 @@ struct Model {
     /// (queue, service in it) of each live call.
     quantum: BTreeMap<CallId, (usize, f64)>,
     next_call: CallId,
+    /// Calls still to come by each hinted program's client.
+    hints: BTreeMap<ProgramId, u32>,
 }
 
 impl Model {
@@ -112,6 +120,18 @@ impl Model {
         for call in calls {
             self.quantum.insert(*call, (0, 0.0));
         }
+    }
+
+    /// A call of `program` arrives: the count its client gave before it (it counts this call),
+    /// then one fewer. A program the scheduler no longer has (ended, gone stale) lost its count.
+    fn arriving(&mut self, s: &Scheduler, program: ProgramId) -> Option<u32> {
+        if s.program(program).is_none() {
+            self.hints.remove(&program);
+        }
+        let to_come = self.hints.get_mut(&program)?;
+        let before = *to_come;
+        *to_come = before.saturating_sub(1);
+        Some(before)
     }
 
     fn forget(&mut self, call: CallId) {
@@ -240,10 +260,24 @@ proptest! {
                     });
                     let parents: Vec<CallId> = parent_picks.iter().filter_map(|&i| pick(&known, i)).collect();
                     let service = s.program(program).map_or(0.0, |p| p.attained_service);
+                    let mean_call = s
+                        .program(program)
+                        .filter(|p| p.finished_calls > 0)
+                        .map(|p| p.attained_service / f64::from(p.finished_calls));
+                    let hint = model.arriving(&s, program);
                     s.add_call(id, program, now, &parents).unwrap();
                     model.arrive(id, program, s.call(id).unwrap().queue);
-                    if policy == Policy::Plas {
-                        prop_assert_eq!(s.call(id).unwrap().queue, config.queue_for(service));
+                    prop_assert_eq!(s.program(program).unwrap().calls_to_come(), model.hints.get(&program).copied());
+                    // Hinted: the calls left (this one at least) times the program's mean call; the
+                    // mean of every program's calls, used before one of its own finished, is not
+                    // the model's to check.
+                    let rank = match (hint, mean_call) {
+                        (None, _) => Some(service),
+                        (Some(to_come), Some(mean)) => Some(f64::from(to_come.max(1)) * mean),
+                        (Some(_), None) => None,
+                    };
+                    if let (Policy::Plas, Some(rank)) = (policy, rank) {
+                        prop_assert_eq!(s.call(id).unwrap().queue, config.queue_for(rank));
                     }
                 }
                 Op::Schedule { capacity, protect_mask } => {
@@ -272,6 +306,7 @@ proptest! {
                         s.running().iter().copied().filter(|id| !finished.contains(id)).collect();
                     let protected = masked(&still_running, protect_mask);
                     model.next_call += 1;
+                    model.arriving(&s, program);
                     let new_calls = [NewCall { call: model.next_call, program, parents: &[] }];
                     let input = StepInput {
                         ran_all: true, ran_seconds: seconds, finished: &finished, new_calls: &new_calls,
@@ -350,6 +385,12 @@ proptest! {
                     for id in expected {
                         model.forget(id);
                     }
+                    model.hints.remove(&program);
+                }
+                Op::Hint { program, calls_left } => {
+                    s.set_calls_left(program, calls_left, now).unwrap();
+                    model.hints.insert(program, calls_left);
+                    prop_assert_eq!(s.program(program).unwrap().calls_to_come(), Some(calls_left));
                 }
                 Op::Advance { seconds } => now += seconds,
             }
