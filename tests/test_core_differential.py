@@ -54,7 +54,7 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
     rust, ref = core.Scheduler(policy, **kwargs), ReferenceScheduler(policy, **kwargs)
     now, next_id, ids = 0.0, 1, []
     for _ in range(data.draw(st.integers(1, 120), label="operations")):
-        kind = data.draw(st.sampled_from(["add", "add", "schedule", "schedule", "serve", "serve-each", "finish", "requeue", "end", "step", "time", "bad"]))
+        kind = data.draw(st.sampled_from(["add", "add", "schedule", "schedule", "serve", "serve-each", "finish", "requeue", "end", "step", "hint", "time", "bad"]))
         running = sorted(ref.running())
         live = [i for i in ids if i in ref]
         if kind == "add":
@@ -92,6 +92,8 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
             )
             ids.append(next_id)
             next_id += 1
+        elif kind == "hint":  # 0 calls left is refused
+            op = lambda s, p=data.draw(st.sampled_from(PROGRAMS)), n=data.draw(st.integers(0, 4)): s.set_calls_left(p, n, now)  # noqa: E731
         elif kind == "time":
             now += data.draw(st.floats(0, 5))
             continue

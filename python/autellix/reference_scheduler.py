@@ -63,6 +63,17 @@ class _Program:
     idle_since: float = 0.0
     arrival_order: int = 0
     finished_paths: dict[int, float] = field(default_factory=dict)
+    finished_calls: int = 0
+    hint: tuple[int, int] | None = None  # (calls to come, arrivals when the client said so)
+
+    def arrivals(self) -> int:
+        return self.finished_calls + len(self.live_calls)
+
+    def calls_to_come(self) -> int | None:
+        if self.hint is None:
+            return None
+        calls, arrivals = self.hint
+        return max(0, calls - max(0, self.arrivals() - arrivals))
 
 
 @dataclass
@@ -127,6 +138,10 @@ class ReferenceScheduler:
         self._waiting_per_queue = [0] * len(quanta)
         self._running: dict[int, None] = {}  # insertion-ordered set
         self._next_order = self._next_ticket = self._program_arrivals = 0
+        # Calls' counts of calls left (set_calls_left): whether any was given, and every finished
+        # call's service and number, for the mean call of a program with none of its own finished.
+        self._hinted = False
+        self._finished_service, self._finished_count = 0.0, 0
         self._last_now = -math.inf
         self._stats = dict.fromkeys(
             ("added", "admitted", "preemptions", "promotions", "demotions", "requeues", "finished", "dropped_programs"),
@@ -190,6 +205,7 @@ class ReferenceScheduler:
             "critical_path": p.critical_path,
             "waiting_time": p.waiting_time,
             "active_calls": len(p.live_calls),
+            "calls_to_come": p.calls_to_come(),
             "calls": sorted(p.live_calls),
             "last_arrival": p.last_arrival,
             "last_completion": p.last_completion,
@@ -201,6 +217,19 @@ class ReferenceScheduler:
         self._check_now(now)
         self._last_now = now
         self._ensure_program(program_id, now)
+
+    def set_calls_left(self, program_id: int, calls_left: int, now: float) -> None:
+        if not 0 <= calls_left < 1 << 32:
+            raise OverflowError("out of range integral type conversion attempted")
+        self._check_now(now)
+        if calls_left == 0:
+            raise InvalidArgumentError(
+                f"calls_left of program {program_id} must be at least 1: the calls it will still make, counting its next one"
+            )
+        self._last_now = now
+        program = self._ensure_program(program_id, now)
+        program.hint = (calls_left, program.arrivals())
+        self._hinted = True
 
     def add_call(self, call_id: int, program_id: int, now: float, parents: Sequence[int] = ()) -> None:
         self.add_calls([call_id], [program_id], now, [parents])
@@ -397,11 +426,27 @@ class ReferenceScheduler:
         program.live_calls.add(call_id)
         program.last_arrival = now
         self._next_order += 1
-        queue = bisect.bisect_right(self.queue_boundaries, priority)
+        rank = priority
+        if self._hinted and self.policy in ("plas", "atlas"):
+            rank = self._work_left(program, priority)
+        queue = bisect.bisect_right(self.queue_boundaries, rank)
         program_order = program.arrival_order if self.policy in ("plas", "atlas") else 0
         self._calls[call_id] = _Call(program_id, queue, priority, self._next_order, program_order)
         self._enqueue(call_id, now)
         self._stats["added"] += 1
+
+    def _work_left(self, program: _Program, otherwise: float) -> float:
+        """A hinted program's arriving call and those to come, times its mean call."""
+        to_come = program.calls_to_come()
+        if to_come is None:
+            return otherwise
+        if program.finished_calls:
+            mean_call = program.attained_service / program.finished_calls
+        elif self._finished_count:
+            mean_call = self._finished_service / self._finished_count
+        else:
+            return otherwise
+        return (to_come + 1) * mean_call
 
     def _enqueue(self, call_id: int, now: float) -> None:
         self._next_ticket += 1
@@ -456,8 +501,11 @@ class ReferenceScheduler:
         del self._calls[call_id]
         path = call.priority + call.service
         program = self._programs.get(call.program)
+        self._finished_service += call.service
+        self._finished_count += 1
         if program is not None:
             program.attained_service += call.service
+            program.finished_calls += 1
             program.critical_path = max(program.critical_path, path)
             program.last_completion = now
             if self.policy == "atlas":
