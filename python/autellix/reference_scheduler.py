@@ -138,7 +138,7 @@ class ReferenceScheduler:
         self._waiting_per_queue = [0] * len(quanta)
         self._running: dict[int, None] = {}  # insertion-ordered set
         self._next_order = self._next_ticket = self._program_arrivals = 0
-        # Calls' counts of calls left (set_calls_left): whether any was given, and every finished
+        # Clients' counts of calls left (set_calls_left): whether any was given, and every finished
         # call's service and number, for the mean call of a program with none of its own finished.
         self._hinted = False
         self._finished_service, self._finished_count = 0.0, 0

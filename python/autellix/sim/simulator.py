@@ -167,22 +167,25 @@ class Simulator:
                 sp.budget = math.ceil(len(sp.calls) * (1.0 + self.calls_left_slack * budgets.random()))
             self.programs.append(sp)
         if self.knowledge.ranks_by_gittins:
-            self.gittins = self._gittins_ranks(by_kind=self.knowledge.knows == "distribution by kind")
+            self.gittins_by_kind = self.knowledge.knows == "distribution by kind"
+            self.gittins = self._gittins_ranks()
             for sp in self.programs:
                 sp.known_left = self._gittins_rank(sp)
 
-    def _gittins_ranks(self, by_kind: bool) -> dict[str | None, GittinsRank]:
+    def _gittins_kind(self, program: SimProgram) -> str | None:
+        return program.workload if self.gittins_by_kind else None
+
+    def _gittins_ranks(self) -> dict[str | None, GittinsRank]:
         """The distribution of programs' total work, of each workload apart or of all together, as
         a predictor learned from finished programs would know it (here from the whole trace: the
         best such a predictor can do)."""
         totals: dict[str | None, list[float]] = defaultdict(list)
         for sp in self.programs:
-            totals[sp.workload if by_kind else None].append(sum(c.estimate for c in sp.calls))
+            totals[self._gittins_kind(sp)].append(sum(c.estimate for c in sp.calls))
         return {kind: GittinsRank(works) for kind, works in totals.items()}
 
     def _gittins_rank(self, program: SimProgram) -> float:
-        rank = self.gittins.get(program.workload) or self.gittins[None]
-        return rank(program.attained)
+        return self.gittins[self._gittins_kind(program)](program.attained)
 
     def _push(self, t: float, kind: int, obj: Any) -> None:
         self.seq += 1
@@ -195,7 +198,7 @@ class Simulator:
             call.calls_left = max(1, program.budget - program.released)
         program.released += 1
         if self.knowledge.knows == "issued":
-            call.program.known_left += call.estimate
+            program.known_left += call.estimate
         if self.balancer is not None:
             e = self.engines[self.balancer.route(call.program.index, call.prompt)]
         else:

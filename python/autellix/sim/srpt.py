@@ -9,8 +9,8 @@ log-normal factor; or only the distribution of programs' total work, ranking by 
 of the work each program has had (the best a non-clairvoyant ranking can do). Priorities are
 refreshed when one of the program's calls finishes. Preemptive: when the batch is full, a running
 call whose program has strictly more remaining work than the best waiting call's program is
-stopped. Ties keep arrival order. It offers the subset of the core's ``Scheduler`` interface the engine uses (``step``,
-``requeue``, ``end_program``), so the engine drives both the same way.
+stopped. Ties keep arrival order. It offers the subset of the core's ``Scheduler`` interface the
+engine uses (``step``, ``requeue``, ``end_program``), so the engine drives both the same way.
 """
 
 from __future__ import annotations
