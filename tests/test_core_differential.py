@@ -124,3 +124,21 @@ def test_rust_core_and_python_reference_agree(policy, beta, data):
         assert snapshot(rust, ids) == snapshot(ref, ids), kind
         if kind == "bad" and bad in PROTECT_BAD:
             assert isinstance(result, str) and snapshot(rust, ids) == before, bad
+
+
+def test_a_hinted_program_starves_at_the_same_moment_in_both():
+    """The random sequences seldom reach it: a program told its calls left, with calls finished,
+    waiting below the top queue until starved. Both promote it against its told size."""
+    promoted_at = {}
+    for s in (core.Scheduler("plas", starvation_ratio=2.0, queue_boundaries=[1.0, 2.0, 4.0]),
+              ReferenceScheduler("plas", starvation_ratio=2.0, queue_boundaries=[1.0, 2.0, 4.0])):
+        s.add_call(1, 100, 0.0)
+        s.schedule(0.0, 1)
+        s.record_service([1], 5.0, 5.0)
+        s.finish_calls([1], 5.0)
+        s.set_calls_left(100, 3, 5.0)
+        s.add_call(2, 100, 5.0)
+        s.add_call(3, 200, 5.0)
+        s.schedule(5.0, 1)  # 3 runs; 2 waits against 5 s had + 3 calls of 5 s left
+        promoted_at[type(s).__name__] = next(t for t in range(5, 100) if s.schedule(float(t), 1).promoted)
+    assert promoted_at == {"Scheduler": 45, "ReferenceScheduler": 45}

@@ -460,7 +460,9 @@ class ReferenceScheduler:
             return
         program = self._programs.get(call.program)
         if program is not None and self.policy in ("plas", "atlas"):
-            program_wait, program_service = program.starvation_wait, program.attained_service
+            # A hinted program waits against its told size (attained + work left), as it is ranked.
+            told_left = self._work_left(program, 0.0) if self._hinted else 0.0
+            program_wait, program_service = program.starvation_wait, program.attained_service + told_left
         else:
             program_wait, program_service = 0.0, 0.0
         fair_wait = max(self.num_waiting / max(self.num_running, 1), 1.0)  # waiting per running call, at least 1

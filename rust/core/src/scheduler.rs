@@ -689,10 +689,15 @@ impl Scheduler {
             return;
         }
         // (W_p + W_c + waited) / (T_p + T_c) >= beta * fair_wait  <=>  now >= at. The program's
-        // terms and the fair wait are taken as the spell starts.
+        // terms and the fair wait are taken as the spell starts. A program whose client told its
+        // calls left is ranked by the work it has left, so T_p is its told size (attained + left):
+        // against what it has had alone, the rule would promote it early and undo the ranking.
         let (program_wait, program_service) = match program_aware.then(|| self.programs.at(call.program_slot)).flatten()
         {
-            Some(program) => (program.starvation_wait, program.attained_service),
+            Some(program) => {
+                let told_left = if self.hinted { self.finished.work_left(program).unwrap_or(0.0) } else { 0.0 };
+                (program.starvation_wait, program.attained_service + told_left)
+            }
             None => (0.0, 0.0),
         };
         let at = now + beta * fair_wait * (program_service + call.starvation_service)

@@ -214,6 +214,21 @@ fn anti_starvation_promotes_after_beta_times_service() {
 }
 
 #[test]
+fn a_hinted_program_starves_against_the_work_it_said_it_has_left() {
+    // As above, but the client says 3 calls are left: with its 5 s mean call that is 15 s, so it
+    // waits against its told size (5 s had + 15 s left), promoted once W >= 2 * 20 s, at t = 45.
+    let mut s = scheduler_with_beta(Policy::Plas, 2.0);
+    serve_and_finish(&mut s, 1, 100, 0.0, 5.0);
+    s.set_calls_left(100, 3, 5.0).unwrap();
+    s.add_call(2, 100, 5.0, &[]).unwrap();
+    s.add_call(3, 200, 5.0, &[]).unwrap();
+    s.schedule(5.0, 1).unwrap(); // 3 runs
+    assert!(s.schedule(15.0, 1).unwrap().promoted.is_empty(), "not at beta * attained alone (t = 15)");
+    assert!(s.schedule(44.9, 1).unwrap().promoted.is_empty());
+    assert_eq!(s.schedule(45.0, 1).unwrap().promoted, vec![2]);
+}
+
+#[test]
 fn starvation_is_measured_against_the_fair_wait_of_a_crowded_queue() {
     // Three calls wait per running one, so a fair share of the engine would make each wait three
     // times its service: starved means beta times that, 2 * 3 * 5 s after the spell starts.
