@@ -2,7 +2,7 @@
 srpt's throughput at 10x the unloaded latency on every workload).
 
 On each workload's seeded traces, Autellix's policy on its defaults runs beside variants that each
-lift one of its limits: a ladder three times finer (31 boundaries, ratio 2^(1/3), 8 .. 8192 units),
+lift one of its limits: a ladder three times finer (ratio 2^(1/3) over the default span, 8 .. 65536 units),
 no anti-starvation, and step crediting (every call in a step credited the step's work, the plug-in's
 old default); then mlfq, fcfs and srpt, which ranks programs by their true remaining work. If no
 non-clairvoyant variant comes near srpt, what limits Autellix is what srpt knows and it does not.
@@ -46,7 +46,7 @@ MAX_LOAD = {"sharegpt": 6.0, "bfcl": 6.0, "lats": 4.0, "mixed": 4.0}  # x capaci
 
 
 def finer_ladder(ratio: float = 2 ** (1 / 3)) -> tuple[list[float], list[float]]:
-    """The default ladder's span (8 .. 8192 units) with boundaries `ratio` apart; quanta = widths."""
+    """The default ladder's span (8 .. 65536 units) with boundaries `ratio` apart; quanta = widths."""
     low, high = work_units.QUEUE_BOUNDARIES[0], work_units.QUEUE_BOUNDARIES[-1]
     bounds = [low]
     while bounds[-1] * ratio < high * 1.0001:

@@ -34,13 +34,19 @@ from __future__ import annotations
 # bfcl 221 vs 269; CPU preset within 1-3 %, bench/sim/README.md).
 PREFILL_TOKENS_PER_UNIT = 128
 
-# Attained-service boundaries of the queues (12 queues): a program moves down once it has had
+# Attained-service boundaries of the queues (15 queues): a program moves down once it has had
 # 8 decode steps of engine work, again at 16, 32, ... The paper's calls are 10s to 1000s of
 # tokens, its programs up to 10^5, so the ladder spans a one-line tool call to a long agent run.
+# The bottom reaches 65536 for programs ranked by the work their clients say is left: most LATS
+# programs have more than 8192 units to do, and with the ladder ending there they all shared the
+# last queue, oldest first (simulator, A100, lats, exact counts: 0.80x of srpt at 10x the unloaded
+# latency with the bottom at 8192, 0.92x at 65536; unhinted programs unchanged on every workload).
 # The top starts fine: with a first boundary of 64 a burst of short programs (bfcl) all shared the
 # top queue, served oldest program first, and plas lost to vLLM (70.9 against 42.5 ms/token);
 # with 8, 16, 32 on top it won (36.1), mixed unchanged (bench/results/engine/probe-*-ladder.*).
-QUEUE_BOUNDARIES = (8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0)
+QUEUE_BOUNDARIES = (
+    8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0
+)
 # A running call moves down one queue after a quantum: its queue's range width (the pace its
 # program's attained service would move it), but at least MIN_QUANTUM; the last queue's quantum is
 # the widest range. The floor keeps the fine top from preempting calls before they can finish:
@@ -52,7 +58,9 @@ QUEUE_BOUNDARIES = (8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 
 # against 46.3 ms/token, vLLM 45.1; mixed 4.5 / 20.0 against 4.5 / 20.4 at 2.8 / 30 programs/s,
 # vLLM 4.4 / 94.0), with half the preemptions.
 MIN_QUANTUM = 64.0
-QUANTA = (64.0, 64.0, 64.0, 64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 4096.0)
+QUANTA = (
+    64.0, 64.0, 64.0, 64.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 32768.0
+)
 # Programs with no live call are dropped after this much engine work (the front end ends them
 # on its own idle TTL in seconds; this bounds the table when the plug-in runs without it).
 STALE_AFTER = 1_000_000.0

@@ -55,7 +55,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--clock", choices=CLOCKS, default="work",
                    help="the scheduler's clock: 'work' = engine work units (one decode token = 1 unit, prefill "
                         "1/128 unit per prompt token), each call credited its own work in a step, as the vLLM "
-                        "plug-in runs it, with the ladder 8, 16, ..., 8192 units unless --queue-boundaries is "
+                        "plug-in runs it, with the ladder 8, 16, ..., 65536 units unless --queue-boundaries is "
                         "given; 'step-work' = the same units, every call in a step credited the step's (the "
                         "plug-in with own_work_credit off); 'seconds' = simulated seconds, with the core's 1, "
                         "2, ..., 64 s ladder (default work)")
