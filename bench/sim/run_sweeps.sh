@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces bench/results/sim/defaults-*: the single-engine policy sweeps with the core on its
 # DEFAULTS, as the vLLM plug-in runs it: the scheduler's clock is engine work units (one decode token
-# = 1 unit, prefill 1/128 unit per prompt token, each call credited its own), the ladder 8, 16, ..., 8192 units from
+# = 1 unit, prefill 1/128 unit per prompt token, each call credited its own), the ladder 8, 16, ..., 65536 units from
 # autellix.work_units (quanta = widths, at least 64), anti-starvation at the core's default ratio (beta = 4).
 # No hand-set queue ladder or starvation ratio, except in the sweep that is about beta.
 # Presets: a100-llama8b (the paper's setting) and cpu-vllm (fitted to the real CPU vLLM engine).
