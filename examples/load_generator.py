@@ -17,6 +17,9 @@ call is the openai SDK's ``AsyncOpenAI.completions.create`` on a client that
 The report: program latency mean/p50/p95/p99 (from its scheduled arrival to its last call's end),
 mean token latency (program latency / its output tokens, averaged over programs), throughput and
 errors; --json prints it as one JSON object. A progress line goes to stderr every few seconds.
+With --tell-calls-left each call also says how many of its program's calls are not issued yet,
+itself included (``X-Autellix-Calls-Left``), as an agent that knows its plan would; plas and atlas
+then rank the program by the work that leaves.
 
     python examples/load_generator.py --base-url http://127.0.0.1:8000 --workload mixed \\
         --programs 20 --rate 0.5 --token-scale 0.1 --max-output 64 --max-calls 30
@@ -172,6 +175,7 @@ async def run_program(
     prompts: PromptMaker,
     slots: asyncio.Semaphore,
     stats: Stats,
+    tell_calls_left: bool = False,
 ) -> None:
     arrival = start + program.arrival
     await asyncio.sleep(max(0.0, arrival - time.monotonic()))
@@ -179,10 +183,11 @@ async def run_program(
     finished = {c.call_id: asyncio.Event() for c in program.calls}
     context: list[str] = []
     output_tokens = 0
+    issued = 0
     failed = False
 
     async def run_call(p: AsyncProgram, call: PlannedCall) -> None:
-        nonlocal output_tokens, failed
+        nonlocal output_tokens, issued, failed
         try:
             for parent in call.parents:
                 await finished[parent].wait()
@@ -190,10 +195,15 @@ async def run_program(
                 return  # a parent failed: this branch of the DAG cannot run
             await asyncio.sleep(call.delay)
             prompt = prompts.prompt(program, call, context)
+            # The program's calls not yet issued, this one included, as an agent knowing its plan
+            # (a step budget, a search's iterations) would say.
+            calls_left = len(program.calls) - issued if tell_calls_left else None
+            issued += 1
             async with slots:
                 stats.in_flight += 1
                 try:
-                    oa = p.openai_for(thread=call.thread_id, parents=[server_ids[parent] for parent in call.parents])
+                    parents = [server_ids[parent] for parent in call.parents]
+                    oa = p.openai_for(thread=call.thread_id, parents=parents, calls_left=calls_left)
                     result = await oa.completions.create(
                         model=model,
                         prompt=prompt,
@@ -256,7 +266,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         slots = asyncio.Semaphore(args.concurrency)
         stats = Stats()
         reporter = asyncio.create_task(progress(stats, len(programs), args.progress_interval))
-        tasks = [asyncio.create_task(run_program(client, model, p, stats.started, prompts, slots, stats)) for p in programs]
+        tasks = [asyncio.create_task(run_program(client, model, p, stats.started, prompts, slots, stats, args.tell_calls_left)) for p in programs]
         timed_out = False
         try:
             async with asyncio.timeout(args.duration):
@@ -337,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="most calls in flight at once")
     parser.add_argument("--duration", type=float, default=600.0, help="stop (and end every program) after this many s")
     parser.add_argument("--progress-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--tell-calls-left", action="store_true",
+        help="each call says how many calls its program has not issued yet, itself included (X-Autellix-Calls-Left)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = parser.parse_args(argv)
     if args.token_scale <= 0 or args.max_prompt < 1 or args.max_output < 1 or args.concurrency < 1:

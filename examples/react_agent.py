@@ -2,8 +2,9 @@
 """A ReAct-style agent as one Autellix program: think, act with a local tool, observe, repeat.
 
 Every LLM call of the run is a call of the same program, each naming the previous call as its
-parent, so the server ranks them by the program's attained service (PLAS), not call by call. The
-calls are the openai SDK's (`chat.completions.create`); `autellix.Client` starts and ends the
+parent, so the server ranks them by the program's attained service (PLAS), not call by call; each
+also says how many calls the run may still make (its step budget left, `calls_left`), so the
+server ranks the program by the work that leaves instead. The calls are the openai SDK's (`chat.completions.create`); `autellix.Client` starts and ends the
 program and tags the SDK client with it. (examples/tool_agent.py does the same with the SDK's
 structured tool calling instead of a text protocol.)
 
@@ -132,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"Program: {program.id}")
         previous: list[str] = []
         for number in range(1, args.max_steps + 1):
-            completion = program.openai_for(thread=0, parents=previous).chat.completions.create(
+            steps_left = args.max_steps - number + 1  # this call included: an upper bound will do
+            completion = program.openai_for(thread=0, parents=previous, calls_left=steps_left).chat.completions.create(
                 model=model, messages=messages, max_tokens=args.max_tokens, temperature=0.0
             )
             reply = completion.choices[0].message.content or ""
@@ -165,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"Final answer: {answer if answer is not None else f'(none: stopped after {args.max_steps} steps)'}")
     print(
         f"Program {info.get('id', program.id)}: {len(info.get('calls') or [])} calls, "
-        f"attained service {info.get('attained_service') or 0:.0f} work units, waiting time {info.get('waiting_time') or 0:.0f} work units"
+        f"attained service {info.get('attained_service') or 0:.0f} work units, waiting time {info.get('waiting_time') or 0:.0f} work units, "
+        f"calls it said were still to come {info.get('calls_to_come')}"
     )
     print(f"Program ended: aborted calls {(program.ended or {}).get('aborted_calls')}")
     return 0

@@ -76,7 +76,7 @@ def test_sync_program_lifecycle_tags_and_results(server: str, model: str) -> Non
                 model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=6, extra_body=IGNORE_EOS
             )
             first, first_call = raw.parse(), raw.headers[CALL_HEADER]
-            raw = p.openai_for(thread=3, parents=[first]).completions.with_raw_response.create(
+            raw = p.openai_for(thread=3, parents=[first], calls_left=4).completions.with_raw_response.create(
                 model=model, prompt="Once upon a time", max_tokens=5, extra_body=IGNORE_EOS
             )
             second, second_call = raw.parse(), raw.headers[CALL_HEADER]
@@ -89,6 +89,7 @@ def test_sync_program_lifecycle_tags_and_results(server: str, model: str) -> Non
             assert set(calls) == {first_call, second_call}
             assert calls[second_call]["thread_id"] == 3 and calls[second_call]["parent_ids"] == [first_call]
             assert info["active_calls"] == 0 and "attained_service" in info and "critical_path" in info
+            assert info["calls_to_come"] == 3  # it said 4, itself included
         assert p.ended is not None and p.ended["deleted"] is True
         with pytest.raises(openai.NotFoundError) as err:
             client.program_info(p.id)
@@ -235,12 +236,14 @@ def test_example_react_agent(server: str) -> None:
     assert "Final answer: 123 (the calculator is defined in local_tools.py)" in out
     assert out.count("  Observation: ") == 3
     assert " 4 calls, attained service " in out
+    assert "calls it said were still to come 2" in out  # the 4th of 6 steps said 3, itself included
     assert "Program ended: aborted calls 0" in out
 
 
 def test_example_react_agent_stops_after_max_steps(server: str) -> None:
     out = run_example("react_agent.py", server, "--max-steps", "2").stdout
     assert "Final answer: (none: stopped after 2 steps)" in out and " 2 calls, " in out
+    assert "calls it said were still to come 0" in out
 
 
 def test_example_tree_search(server: str) -> None:
@@ -261,7 +264,7 @@ def test_example_load_generator(server: str) -> None:
         "load_generator.py", server,
         "--workload", "mixed", "--programs", "6", "--rate", "2", "--max-calls", "8",
         "--token-scale", "0.1", "--max-output", "16", "--delay-scale", "0.2",
-        "--progress-interval", "1", "--json",
+        "--progress-interval", "1", "--json", "--tell-calls-left",
     )
     report = json.loads(proc.stdout)
     assert report["programs"] == 6 and report["completed"] == 6

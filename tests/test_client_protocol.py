@@ -18,7 +18,7 @@ from aiohttp import web
 
 import autellix
 from autellix.client import AsyncClient, Client, _base
-from autellix.contract import CALL_HEADER, PARENTS_HEADER, PROGRAM_HEADER, THREAD_HEADER
+from autellix.contract import CALL_HEADER, CALLS_LEFT_HEADER, PARENTS_HEADER, PROGRAM_HEADER, THREAD_HEADER
 
 MODEL = "stub-model"
 HI = [{"role": "user", "content": "hi"}]
@@ -170,7 +170,7 @@ def test_program_lifecycle_and_tags(stub: tuple[str, StubServer]) -> None:
     with Client(url + "/v1/", api_key="sekrit") as client, client.program(metadata={"task": "t"}) as p:
         assert p.created is not None and p.created["id"] == p.id and p.id.startswith("prog-")
         first = p.openai.chat.completions.create(model=MODEL, messages=HI)
-        raw = p.openai_for(thread=2, parents=[first, "chatcmpl-x"]).chat.completions.with_raw_response.create(
+        raw = p.openai_for(thread=2, parents=[first, "chatcmpl-x"], calls_left=2).chat.completions.with_raw_response.create(
             model=MODEL, messages=HI, max_tokens=3, temperature=0.0
         )
         second = raw.parse()
@@ -182,6 +182,7 @@ def test_program_lifecycle_and_tags(stub: tuple[str, StubServer]) -> None:
     assert [c[2][PROGRAM_HEADER] for c in calls] == [p.id, p.id]
     assert THREAD_HEADER not in calls[0][2] and PARENTS_HEADER not in calls[0][2]
     assert calls[1][2][THREAD_HEADER] == "2" and calls[1][2][PARENTS_HEADER] == f"{first.id},chatcmpl-x"
+    assert CALLS_LEFT_HEADER not in calls[0][2] and calls[1][2][CALLS_LEFT_HEADER] == "2"
     assert all(c[2]["Authorization"] == "Bearer sekrit" for c in calls)
     assert calls[1][3] == {"model": MODEL, "messages": HI, "max_tokens": 3, "temperature": 0.0}
     assert ("DELETE", f"/v1/programs/{p.id}") in [(r[0], r[1]) for r in server.requests]
@@ -377,6 +378,10 @@ def test_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     assert program.headers(thread=3, parents=["a", "b", "a"]) == {
         PROGRAM_HEADER: "p", THREAD_HEADER: "3", PARENTS_HEADER: "a,b"
     }
+    assert program.headers(calls_left=5) == {PROGRAM_HEADER: "p", CALLS_LEFT_HEADER: "5"}
+    for bad in (0, -1, True, 2.0, "5", 1 << 32):
+        with pytest.raises(ValueError, match="calls_left"):
+            program.headers(calls_left=bad)
     tagged = program.openai_for(thread=3)
     assert tagged.default_headers["X-Extra"] == "1" and tagged.default_headers[THREAD_HEADER] == "3"
     assert program.openai.default_headers[PROGRAM_HEADER] == "p" and THREAD_HEADER not in program.openai.default_headers

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 import openai
 
-from autellix.contract import PARENTS_HEADER, PROGRAM_HEADER, THREAD_HEADER
+from autellix.contract import CALLS_LEFT_HEADER, CALLS_LEFT_LIMIT, PARENTS_HEADER, PROGRAM_HEADER, THREAD_HEADER
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 600.0
@@ -55,8 +55,10 @@ def parent_ids(parents: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def tag_headers(program_id: str, thread: int | None = None, parents: Iterable[Any] = ()) -> dict[str, str]:
-    """The headers that tag a call with its program (and thread and parents)."""
+def tag_headers(
+    program_id: str, thread: int | None = None, parents: Iterable[Any] = (), calls_left: int | None = None
+) -> dict[str, str]:
+    """The headers that tag a call with its program (and thread, parents and calls left)."""
     headers = {PROGRAM_HEADER: program_id}
     if thread is not None:
         if isinstance(thread, bool) or not isinstance(thread, int) or thread < 0:
@@ -65,6 +67,10 @@ def tag_headers(program_id: str, thread: int | None = None, parents: Iterable[An
     ids = parent_ids(parents)
     if ids:
         headers[PARENTS_HEADER] = ",".join(ids)
+    if calls_left is not None:
+        if isinstance(calls_left, bool) or not isinstance(calls_left, int) or not 1 <= calls_left < CALLS_LEFT_LIMIT:
+            raise ValueError(f"calls_left must be an int >= 1 and < {CALLS_LEFT_LIMIT}, got {calls_left!r}")
+        headers[CALLS_LEFT_HEADER] = str(calls_left)
     return headers
 
 
@@ -243,10 +249,13 @@ class BaseProgram(Generic[ClientT, OpenAIT]):
     def started(self) -> bool:
         return self._id is not None
 
-    def headers(self, thread: int | None = None, parents: Iterable[Any] = ()) -> dict[str, str]:
-        """The headers naming this program (and a thread and parents), for any HTTP client or
-        agent framework: pass them as its ``default_headers`` / ``extra_headers``."""
-        return tag_headers(self.id, thread, parents)
+    def headers(
+        self, thread: int | None = None, parents: Iterable[Any] = (), calls_left: int | None = None
+    ) -> dict[str, str]:
+        """The headers naming this program (and a thread, parents and the calls it will still
+        make, this one included), for any HTTP client or agent framework: pass them as its
+        ``default_headers`` / ``extra_headers``."""
+        return tag_headers(self.id, thread, parents, calls_left)
 
     @property
     def openai(self) -> OpenAIT:
@@ -255,10 +264,14 @@ class BaseProgram(Generic[ClientT, OpenAIT]):
             self._openai = self.client.openai.with_options(default_headers=self.headers())
         return self._openai
 
-    def openai_for(self, thread: int | None = None, parents: Iterable[Any] = ()) -> OpenAIT:
-        """The same, also naming a thread (parallel branches tell themselves apart by it) and the
-        earlier calls this one depends on (ids, or the SDK's response objects)."""
-        return self.client.openai.with_options(default_headers=self.headers(thread, parents))
+    def openai_for(
+        self, thread: int | None = None, parents: Iterable[Any] = (), calls_left: int | None = None
+    ) -> OpenAIT:
+        """The same, also naming a thread (parallel branches tell themselves apart by it), the
+        earlier calls this one depends on (ids, or the SDK's response objects) and how many calls
+        the program will still make, this one included (an agent's step budget less the steps
+        taken: plas and atlas then rank it by the work that leaves)."""
+        return self.client.openai.with_options(default_headers=self.headers(thread, parents, calls_left))
 
     def _create_body(self) -> dict[str, Any]:
         return {"metadata": self.metadata} if self.metadata is not None else {}
