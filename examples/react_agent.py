@@ -4,9 +4,10 @@
 Every LLM call of the run is a call of the same program, each naming the previous call as its
 parent, so the server ranks them by the program's attained service (PLAS), not call by call; each
 also says how many calls the run may still make (its step budget left, `calls_left`), so the
-server ranks the program by the work that leaves instead. The calls are the openai SDK's (`chat.completions.create`); `autellix.Client` starts and ends the
-program and tags the SDK client with it. (examples/tool_agent.py does the same with the SDK's
-structured tool calling instead of a text protocol.)
+server ranks the program by the work that leaves instead. The calls are the openai SDK's
+(`chat.completions.create`); `autellix.Client` starts and ends the program and tags the SDK client
+with it. (examples/tool_agent.py does the same with the SDK's structured tool calling instead of a
+text protocol.)
 
 Tools (both local and safe):
   calculator[expr]  arithmetic on numbers with + - * / // % ** and parentheses, evaluated by walking

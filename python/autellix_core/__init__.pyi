@@ -125,8 +125,9 @@ class Scheduler:
         atlas then queue each new call of it by the work left with the call: the calls left times
         the mean service of the program's finished calls (of every program's, before one of its own
         finished), rather than by the work it had, so the program with the least left goes first,
-        as under SRPT. Arrivals count it down (to the arriving call at least); it lasts until said
-        again or the program ends. Starts the program if it is new. Raises InvalidArgumentError
+        as under SRPT. Its anti-starvation counts that work too (it waits against attained + left,
+        not against the little it had). Arrivals count it down (to the arriving call at least); it
+        lasts until said again or the program ends. Starts the program if it is new. Raises InvalidArgumentError
         (calls_left < 1), OverflowError."""
     def add_call(self, call_id: int, program_id: int, now: float, parents: Sequence[int] = ()) -> None:
         """A new waiting call. `parents` (ATLAS only; others ignore it) are earlier calls of the
