@@ -55,22 +55,26 @@ def parent_ids(parents: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def _header_int(name: str, value: int, low: int, high: int | None = None) -> str:
+    """An int header's value, checked as the server checks it (bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value >= high):
+        bound = f">= {low}" + ("" if high is None else f" and < {high}")
+        raise ValueError(f"{name} must be an int {bound}, got {value!r}")
+    return str(value)
+
+
 def tag_headers(
     program_id: str, thread: int | None = None, parents: Iterable[Any] = (), calls_left: int | None = None
 ) -> dict[str, str]:
     """The headers that tag a call with its program (and thread, parents and calls left)."""
     headers = {PROGRAM_HEADER: program_id}
     if thread is not None:
-        if isinstance(thread, bool) or not isinstance(thread, int) or thread < 0:
-            raise ValueError(f"thread must be an int >= 0, got {thread!r}")
-        headers[THREAD_HEADER] = str(thread)
+        headers[THREAD_HEADER] = _header_int("thread", thread, 0)
     ids = parent_ids(parents)
     if ids:
         headers[PARENTS_HEADER] = ",".join(ids)
     if calls_left is not None:
-        if isinstance(calls_left, bool) or not isinstance(calls_left, int) or not 1 <= calls_left < CALLS_LEFT_LIMIT:
-            raise ValueError(f"calls_left must be an int >= 1 and < {CALLS_LEFT_LIMIT}, got {calls_left!r}")
-        headers[CALLS_LEFT_HEADER] = str(calls_left)
+        headers[CALLS_LEFT_HEADER] = _header_int("calls_left", calls_left, 1, CALLS_LEFT_LIMIT)
     return headers
 
 
