@@ -311,7 +311,7 @@ def run_once(
     max_calls: int | None = None,
     max_drain_steps: int = 100_000,
     profiler: cProfile.Profile | None = None,
-    on_timed: Callable[[], None] | None = None,
+    on_timed: Callable[[Any], None] | None = None,
     after_timed_step: Callable[[], None] | None = None,
 ) -> RunResult:
     """B + Q calls, then `warmup_steps` untimed and `steps` timed steps with as many arrivals a
@@ -375,7 +375,7 @@ def run_once(
     if has_stats:
         before = dict(scheduler.autellix_stats)
     if on_timed is not None:
-        on_timed()
+        on_timed(scheduler)
     for _ in range(steps):
         step(arrivals=True, timed=True)
         if after_timed_step is not None:
@@ -469,8 +469,9 @@ def overridden_hooks(plugin: type) -> list[str]:
 
 class HookTimers:
     """The plug-in's own time, without the noise of vLLM's: while installed, every method of vLLM's
-    the plug-in overrides (`schedule` and `add_request`; earlier versions also `update_from_output`) is timed, and so is
-    vLLM's version it calls with `super()`. A hook's own time is the difference; summed over hooks
+    the plug-in overrides (`schedule` and `add_request`; earlier versions also `update_from_output`) is timed, where vLLM
+    calls it (the instance's own method if it has one, else the class's), and so is vLLM's version
+    it wraps. A hook's own time is the difference; summed over hooks
     (were they to nest, each one's own part is still disjoint from the others') it is what the
     plug-in adds in Python and Rust together.
     The timers' own cost inside each measured interval (one timed inner call) is measured and
@@ -479,7 +480,7 @@ class HookTimers:
 
     def __init__(self, plugin: Any) -> None:
         self._plugin = plugin
-        self._patches: list[tuple[type, str, Any]] = []
+        self._patches: list[tuple[Any, str, Any]] = []
         self.outer: dict[str, int] = {}
         self.inner: dict[str, int] = {}
         self.calls: dict[str, int] = {}
@@ -487,16 +488,19 @@ class HookTimers:
         self.step_ns: list[float] = []
         self._last_total = 0.0
 
-    def install(self) -> None:
+    def install(self, scheduler: Any) -> None:
         from vllm.v1.core.sched.scheduler import Scheduler
 
         for name in overridden_hooks(self._plugin):
-            owner = next(c for c in self._plugin.__mro__ if name in vars(c))
+            # The hook vLLM calls: the instance's own (the plug-in sets its Rust hooks there),
+            # else the class's.
+            owner = scheduler if name in vars(scheduler) else next(c for c in self._plugin.__mro__ if name in vars(c))
             self._patch(owner, name, self.outer, count=True)
             self._patch(Scheduler, name, self.inner, count=False)
 
-    def _patch(self, cls: type, name: str, totals: dict[str, int], count: bool) -> None:
-        original = vars(cls)[name]
+    def _patch(self, owner: Any, name: str, totals: dict[str, int], count: bool) -> None:
+        """Times `owner.name`, `owner` a class or an instance."""
+        original = vars(owner)[name]
         totals[name] = 0
         self.calls.setdefault(name, 0)
         clock, calls = time.perf_counter_ns, self.calls
@@ -510,8 +514,8 @@ class HookTimers:
                 if count:
                     calls[name] += 1
 
-        self._patches.append((cls, name, original))
-        setattr(cls, name, timed)
+        self._patches.append((owner, name, original))
+        setattr(owner, name, timed)
 
     @staticmethod
     def _timer_cost_ns(samples: int = 200_000) -> float:
@@ -541,8 +545,8 @@ class HookTimers:
         return max(best(timed) - best(plain), 0.0)
 
     def remove(self) -> None:
-        for cls, name, original in reversed(self._patches):
-            setattr(cls, name, original)
+        for owner, name, original in reversed(self._patches):
+            setattr(owner, name, original)
         self._patches = []
 
     def _own_ns(self, name: str) -> float:

@@ -472,3 +472,18 @@ def test_stub_matches_the_built_module():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vllm_hooks_used_without_a_live_scheduler_raise_instead_of_crashing():
+    hooks = core.VllmHooks(_adapter(), core.AdmissionQueue(), 16, cache_room=0.9)
+    with pytest.raises(RuntimeError, match="install"):
+        hooks.schedule()
+
+    class Served:  # stands in for the plug-in's scheduler, which owns its hooks
+        pass
+
+    served = Served()
+    hooks.install(served, Served, print, print)
+    del served  # the hooks hold it weakly
+    with pytest.raises(RuntimeError, match="gone"):
+        hooks.add_request(object())

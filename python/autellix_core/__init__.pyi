@@ -14,7 +14,7 @@ vLLM plug-in's engine work units: autellix.work_units), the same for `now` and s
 changes nothing.
 """
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Self, TypedDict, final
 
 __version__: str
@@ -403,7 +403,8 @@ class AdmissionQueue:
 class VllmHooks:
     """What the vLLM plug-in does in each engine step, one call per hook, over an `EngineAdapter`
     (`autellix.vllm.scheduler`): `arrive(scheduler, request)` after vLLM's `add_request`,
-    `begin(scheduler)` before vLLM's `schedule()`, `end(scheduler, scheduler_output)` after it. They read vLLM's
+    `begin(scheduler)` before vLLM's `schedule()`, `end(scheduler, scheduler_output)` after it;
+    once `install`ed, `add_request` and `schedule` are vLLM's methods with these around them. They read vLLM's
     `Scheduler` (`max_num_active_reqs`, `num_waiting_for_streaming_input`, `finished_req_ids`,
     `requests`, `running`, `kv_cache_manager.usage`) and `SchedulerOutput`
     (`num_scheduled_tokens`, `total_num_scheduled_tokens`), keep the clocks (engine work units)
@@ -434,6 +435,23 @@ class VllmHooks:
     @property
     def slot_wait(self) -> float | None:
         """The guard's measured wait for a free slot."""
+    def install(
+        self,
+        scheduler: Any,
+        vllm_class: type,
+        log_arrival: Callable[[str, int, str | None, list[str]], object],
+        log_refused: Callable[[list[str]], object],
+    ) -> None:
+        """Makes `schedule` and `add_request` serve `scheduler` (held weakly), an instance of a
+        subclass of `vllm_class` (vLLM's `Scheduler` or `AsyncScheduler`, whose methods are looked
+        up at each call). They log through the callbacks when there is something to log and preempt
+        with `scheduler._preempt_for_priority(requests)`."""
+    def add_request(self, request: Any) -> None:
+        """vLLM's `add_request`, then `arrive`. RuntimeError before `install` or once the
+        scheduler is gone."""
+    def schedule(self, throttle_prefills: bool = False) -> Any:
+        """`begin` (and the preemptions), vLLM's `schedule()`, then `end`; returns vLLM's
+        `SchedulerOutput`. RuntimeError before `install` or once the scheduler is gone."""
     def arrive(self, scheduler: Any, request: Any) -> tuple[int, str | None, list[str]] | None:
         """After vLLM's `add_request`: a new request becomes a call (`EngineAdapter.add_vllm_request`);
         a streaming update of a live request is none. An id vLLM freed since its last step, given

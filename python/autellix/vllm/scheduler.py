@@ -3,7 +3,8 @@
 The Rust side (`autellix_core.EngineAdapter` over `autellix_core.Scheduler`) keeps every map
 between vLLM's request ids, the core's call ids and program ids, and each live call's `Request`;
 `autellix_core.VllmHooks` does each hook's work in one call: the clocks, the preemption guard,
-crediting and hand-backs. It hears of each arrival as it happens and of departures from vLLM's
+crediting and hand-backs; its `add_request` and `schedule`, set on each scheduler, wrap vLLM's
+with no Python frame of ours. It hears of each arrival as it happens and of departures from vLLM's
 own record of the requests it freed since its last step (`Scheduler.finished_req_ids`, read
 before it is reset); each engine step it applies what happened since the last one (which calls
 ran and for how long, which finished, which arrived) and answers, as `Request` objects, which
@@ -97,6 +98,8 @@ class _AutellixMixin(_MixinBase):
     # Without async scheduling a full count means every running call ran in the step; with it
     # (untested so far) the calls that ran are always named, the choice that assumes nothing.
     _name_calls_that_ran = False
+    # The vLLM scheduler whose `add_request` and `schedule` the hooks wrap.
+    _vllm_class: type[Scheduler]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -138,6 +141,11 @@ class _AutellixMixin(_MixinBase):
             prefix_caching=bool(self.cache_config.enable_prefix_caching),
             cache_room=CACHE_ROOM,
         )
+        # vLLM calls these once an arrival and once a step: the hooks' own methods, set on the
+        # instance, so no Python frame of ours runs around vLLM's.
+        self.hooks.install(self, self._vllm_class, _log_arrival, _log_refused)
+        self.add_request = self.hooks.add_request
+        self.schedule = self.hooks.schedule
         self._priority_preemptions = 0
 
     @property
@@ -197,23 +205,18 @@ class _AutellixMixin(_MixinBase):
 
     # -- arrivals and departures -------------------------------------------------------------
 
+    # These two are what `__init__` sets on the instance; they run only for a call through the class.
+
     def add_request(self, request: Request) -> None:
-        super().add_request(request)
-        # A new call of its program by the rules of the module docstring, applied in Rust.
-        if told := self.hooks.arrive(self, request):
-            _log_arrival(request.request_id, *told)
+        # vLLM's, then a new call of its program by the rules of the module docstring.
+        self.hooks.add_request(request)
 
     # -- each step ---------------------------------------------------------------------------
 
     def schedule(self, throttle_prefills: bool = False) -> SchedulerOutput:
-        # The core's admissions go to the admission queue; only preemptions and refusals come back.
-        if told := self.hooks.begin(self):
-            preempt, refused = told
-            _log_refused(refused)
-            self._preempt_for_priority(preempt)
-        output = super().schedule(throttle_prefills)
-        self.hooks.end(self, output)  # hand-backs, and the step's crediting
-        return output
+        # The core's decision (admissions to the admission queue, preemptions by
+        # `_preempt_for_priority`), vLLM's `schedule()`, then hand-backs and the step's crediting.
+        return self.hooks.schedule(throttle_prefills)
 
     def _preempt_for_priority(self, requests: list[Request]) -> None:
         victims = [r for r in requests if r.status == RequestStatus.RUNNING]
@@ -276,8 +279,11 @@ _register_engine_core_utilities()
 class AutellixScheduler(_AutellixMixin, Scheduler):
     """For engines without async scheduling (every CPU engine; GPU with --no-async-scheduling)."""
 
+    _vllm_class = Scheduler
+
 
 class AutellixAsyncScheduler(_AutellixMixin, AsyncScheduler):
     """For GPU engines with async scheduling on (vLLM's default there). Untested on GPU so far."""
 
+    _vllm_class = AsyncScheduler
     _name_calls_that_ran = True

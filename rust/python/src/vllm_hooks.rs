@@ -1,7 +1,8 @@
 //! `autellix_core.VllmHooks`: what the vLLM plug-in does in each engine step, in one crossing per
 //! hook. The plug-in (`autellix.vllm.scheduler`) overrides vLLM's `Scheduler.add_request` and
-//! `schedule`: it calls `arrive` after vLLM's `add_request`, and `begin` and `end` around vLLM's
-//! `schedule()`. Here they read what vLLM did (the requests it freed, KV cache
+//! `schedule` with this class's own (`install`): `add_request` calls vLLM's, then `arrive`;
+//! `schedule` calls `begin`, vLLM's `schedule()`, then `end`; no Python frame of ours sits in
+//! between. Here they read what vLLM did (the requests it freed, KV cache
 //! usage, the batch it runs), keep the engine's and the scheduler's clocks and the preemption
 //! guard, and drive the `EngineAdapter`. The vLLM attributes read are listed on each method; the
 //! plug-in checks the vLLM version it runs on.
@@ -13,7 +14,7 @@ use std::time::Instant;
 use autellix_sched as core;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyType, PyWeakrefMethods, PyWeakrefReference};
 use rustc_hash::FxHashSet;
 
 use crate::admission_queue::AdmissionQueue;
@@ -46,9 +47,36 @@ pub struct VllmHooks {
     core_seconds: f64,
     requeued: u64,
     protected_call_steps: u64,
+    installed: Option<Installed>,
+}
+
+/// What `install` was given.
+struct Installed {
+    /// Held weakly: the scheduler owns these hooks.
+    scheduler: Py<PyWeakrefReference>,
+    /// vLLM's class whose methods the hooks wrap, looked up at each call (so a patch of them,
+    /// such as the plug-in bench's timers, is seen).
+    vllm_class: Py<PyType>,
+    log_arrival: Py<PyAny>,
+    log_refused: Py<PyAny>,
+}
+
+impl Installed {
+    fn scheduler<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.scheduler
+            .bind(py)
+            .upgrade()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the scheduler these hooks served is gone"))
+    }
 }
 
 impl VllmHooks {
+    fn installed(&self) -> PyResult<&Installed> {
+        self.installed
+            .as_ref()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("VllmHooks.install was not called"))
+    }
+
     /// Frees what vLLM freed since its last step (`Scheduler.finished_req_ids`, and `requests`
     /// for an id given again); returns how many finished calls the scheduler will hear of.
     fn free_finished(
@@ -178,7 +206,69 @@ impl VllmHooks {
             core_seconds: 0.0,
             requeued: 0,
             protected_call_steps: 0,
+            installed: None,
         }
+    }
+
+    /// Makes `schedule` and `add_request` below serve `scheduler` (an instance of a subclass of
+    /// `vllm_class`, vLLM's `Scheduler` or `AsyncScheduler`): around vLLM's own, they call
+    /// `log_arrival(request_id, program_id, new_session, ignored)` and `log_refused(refusals)`
+    /// when there is something to log, and `scheduler._preempt_for_priority(requests)` when the
+    /// core preempts.
+    fn install(
+        &mut self,
+        scheduler: &Bound<'_, PyAny>,
+        vllm_class: Bound<'_, PyType>,
+        log_arrival: Py<PyAny>,
+        log_refused: Py<PyAny>,
+    ) -> PyResult<()> {
+        self.installed = Some(Installed {
+            scheduler: PyWeakrefReference::new(scheduler)?.unbind(),
+            vllm_class: vllm_class.unbind(),
+            log_arrival,
+            log_refused,
+        });
+        Ok(())
+    }
+
+    /// The scheduler's `schedule()` once installed: `begin`, vLLM's `schedule()`, `end`.
+    #[pyo3(signature = (throttle_prefills=false))]
+    fn schedule<'py>(slf: &Bound<'py, Self>, throttle_prefills: bool) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let (scheduler, vllm_class, log_refused) = {
+            let hooks = slf.borrow();
+            let installed = hooks.installed()?;
+            (installed.scheduler(py)?, installed.vllm_class.bind(py).clone(), installed.log_refused.clone_ref(py))
+        };
+        // No borrow of the hooks is held while Python runs.
+        let told = slf.borrow_mut().begin(py, &scheduler)?;
+        if let Some((preempt, refused)) = told {
+            if !refused.is_empty() {
+                log_refused.call1(py, (refused,))?;
+            }
+            if !preempt.is_empty() {
+                scheduler.call_method1(intern!(py, "_preempt_for_priority"), (preempt,))?;
+            }
+        }
+        let output = vllm_class.getattr(intern!(py, "schedule"))?.call1((&scheduler, throttle_prefills))?;
+        slf.borrow_mut().end(py, &scheduler, &output)?;
+        Ok(output)
+    }
+
+    /// The scheduler's `add_request()` once installed: vLLM's, then `arrive`.
+    fn add_request(slf: &Bound<'_, Self>, request: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let (scheduler, vllm_class, log_arrival) = {
+            let hooks = slf.borrow();
+            let installed = hooks.installed()?;
+            (installed.scheduler(py)?, installed.vllm_class.bind(py).clone(), installed.log_arrival.clone_ref(py))
+        };
+        vllm_class.getattr(intern!(py, "add_request"))?.call1((&scheduler, request))?;
+        if let Some((program, new_session, ignored)) = slf.borrow_mut().arrive(py, &scheduler, request)? {
+            let request_id = request.getattr(intern!(py, "request_id"))?;
+            log_arrival.call1(py, (request_id, program, new_session, ignored))?;
+        }
+        Ok(())
     }
 
     #[getter]
