@@ -77,6 +77,14 @@ impl VllmHooks {
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("VllmHooks.install was not called"))
     }
 
+    /// The scheduler served and vLLM's class, taken out so that no borrow of the hooks is held
+    /// while Python runs.
+    fn served<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyType>)> {
+        let hooks = slf.borrow();
+        let installed = hooks.installed()?;
+        Ok((installed.scheduler(slf.py())?, installed.vllm_class.bind(slf.py()).clone()))
+    }
+
     /// Frees what vLLM freed since its last step (`Scheduler.finished_req_ids`, and `requests`
     /// for an id given again); returns how many finished calls the scheduler will hear of.
     fn free_finished(
@@ -235,15 +243,11 @@ impl VllmHooks {
     #[pyo3(signature = (throttle_prefills=false))]
     fn schedule<'py>(slf: &Bound<'py, Self>, throttle_prefills: bool) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        let (scheduler, vllm_class, log_refused) = {
-            let hooks = slf.borrow();
-            let installed = hooks.installed()?;
-            (installed.scheduler(py)?, installed.vllm_class.bind(py).clone(), installed.log_refused.clone_ref(py))
-        };
-        // No borrow of the hooks is held while Python runs.
+        let (scheduler, vllm_class) = Self::served(slf)?;
         let told = slf.borrow_mut().begin(py, &scheduler)?;
         if let Some((preempt, refused)) = told {
             if !refused.is_empty() {
+                let log_refused = slf.borrow().installed()?.log_refused.clone_ref(py);
                 log_refused.call1(py, (refused,))?;
             }
             if !preempt.is_empty() {
@@ -258,13 +262,11 @@ impl VllmHooks {
     /// The scheduler's `add_request()` once installed: vLLM's, then `arrive`.
     fn add_request(slf: &Bound<'_, Self>, request: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let (scheduler, vllm_class, log_arrival) = {
-            let hooks = slf.borrow();
-            let installed = hooks.installed()?;
-            (installed.scheduler(py)?, installed.vllm_class.bind(py).clone(), installed.log_arrival.clone_ref(py))
-        };
+        let (scheduler, vllm_class) = Self::served(slf)?;
         vllm_class.getattr(intern!(py, "add_request"))?.call1((&scheduler, request))?;
-        if let Some((program, new_session, ignored)) = slf.borrow_mut().arrive(py, &scheduler, request)? {
+        let told = slf.borrow_mut().arrive(py, &scheduler, request)?;
+        if let Some((program, new_session, ignored)) = told {
+            let log_arrival = slf.borrow().installed()?.log_arrival.clone_ref(py);
             let request_id = request.getattr(intern!(py, "request_id"))?;
             log_arrival.call1(py, (request_id, program, new_session, ignored))?;
         }
