@@ -204,8 +204,8 @@ class _AutellixMixin(_MixinBase):
         return None if request is None else _extra_args(request).get(THREAD_KEY)
 
     # -- arrivals and departures -------------------------------------------------------------
-
-    # These two are what `__init__` sets on the instance; they run only for a call through the class.
+    # `add_request` and `schedule` here run only for a call through the class: `__init__` sets
+    # the hooks' own on the instance.
 
     def add_request(self, request: Request) -> None:
         # vLLM's, then a new call of its program by the rules of the module docstring.
