@@ -249,6 +249,37 @@ mod tests {
     }
 
     #[test]
+    fn a_program_that_left_a_queue_comes_back_in_its_place() {
+        let mut queue = WaitingQueue::new(1);
+        let push = |queue: &mut WaitingQueue, program: u64, order: u64| {
+            queue.push(0, QueueEntry { order: (program, order), ticket: order, call: order })
+        };
+        push(&mut queue, 2, 1);
+        push(&mut queue, 1, 2);
+        assert_eq!(queue.pop_from(0, |_| true).map(|e| e.call), Some(2)); // program 1 has no call left here
+        push(&mut queue, 3, 3);
+        push(&mut queue, 1, 4);
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, |_| true)).map(|e| e.call).collect();
+        assert_eq!(order, vec![4, 1, 3]);
+        assert_eq!(queue.entries(), 0);
+    }
+
+    #[test]
+    fn compaction_drops_stale_entries_and_keeps_the_order() {
+        let mut queue = WaitingQueue::new(1);
+        for order in 0..2000u64 {
+            queue.push(1, QueueEntry { order: (order % 3, order), ticket: order, call: order });
+        }
+        let live = |e: &QueueEntry| e.ticket % 10 == 0;
+        queue.compact(200, live);
+        assert_eq!(queue.entries(), 200);
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop_from(0, live)).map(|e| e.order).collect();
+        let mut expected: Vec<_> = (0..2000u64).filter(|o| o % 10 == 0).map(|o| (o % 3, o)).collect();
+        expected.sort_unstable();
+        assert_eq!(order, expected);
+    }
+
+    #[test]
     fn stale_entries_are_skipped() {
         let mut queue = WaitingQueue::new(1);
         queue.push(0, entry(0, 1));
