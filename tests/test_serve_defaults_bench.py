@@ -1,0 +1,44 @@
+"""bench/serve_defaults.py's summary: medians over seeds, ratios against vLLM in the same run."""
+
+from __future__ import annotations
+
+import pytest
+from bench_modules import load_bench
+
+bench = load_bench("serve_defaults")
+
+
+def report(token_latency: float, p95: float, completed: int = 48, errors: int = 0) -> dict:
+    return {
+        "token_latency_mean": token_latency,
+        "latency_mean": p95 / 2,
+        "latency_p95": p95,
+        "throughput_programs_per_s": 1 / token_latency,
+        "completed": completed,
+        "call_errors": errors,
+        "preemptions": 10.0,
+        "promotions": 1.0,
+    }
+
+
+def test_rows_take_the_median_of_the_seeds_and_divide_by_vllm_at_the_same_rate():
+    points = [
+        {"series": "autellix", "rate": 5.0, "seed": s, "report": report(t, 2.0, completed=c)}
+        for s, t, c in [(0, 0.010, 48), (1, 0.020, 47), (2, 0.030, 48)]
+    ] + [
+        {"series": "vllm", "rate": 5.0, "seed": s, "report": report(t, 4.0, errors=1)}
+        for s, t in [(0, 0.040), (1, 0.050), (2, 0.060)]
+    ]
+    (row,) = bench.summarise(points)
+    assert row["autellix"]["token_latency_mean"] == 0.020
+    assert row["vllm"]["token_latency_mean"] == 0.050
+    assert row["autellix_over_vllm"]["token_latency_mean"] == pytest.approx(0.4)
+    assert row["autellix_over_vllm"]["latency_p95"] == pytest.approx(0.5)
+    assert row["autellix"]["completed"] == 47  # the worst seed's
+    assert row["vllm"]["call_errors"] == 3
+    lines = bench.table([row], programs=48, seeds=[0, 1, 2]).splitlines()
+    header, rule, body = lines[-3:]
+    assert header.count("|") == rule.count("|") == body.count("|")
+    assert "20.00 / 50.00 (0.40x)" in body
+    assert "47 / 48 of 48" in body
+    assert body.endswith("| 10 / 1 |")
