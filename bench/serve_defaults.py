@@ -9,7 +9,7 @@ replaying the same seeded agent load on each in turn, point by point. The report
 latency, mean and P95 program latency and throughput per rate, the median of the seeds, and the
 ratios against vLLM in the same run. Writes `bench/results/serve/<name>.{json,md,png}`.
 
-    .venv/bin/python bench/serve_defaults.py                     # the issue's load, 4 rates x 2 seeds (~25 min)
+    .venv/bin/python bench/serve_defaults.py                     # the issue's load, 4 rates x 2 seeds (~7 min)
     .venv/bin/python bench/serve_defaults.py --rates 5 --seeds 0 --no-write   # one point
 """
 
@@ -33,6 +33,13 @@ ENGINE_FLAGS = ["--model", "tiny", "--max-num-seqs", "8", "--kv-cache-memory", "
 SERIES = {"autellix": [], "vllm": ["--policy", "vllm"]}  # extra `autellix serve` flags
 # The issue's load: mixed programs, lengths x0.25, each program's first 8 calls, delays x0.25.
 LOAD_FLAGS = ["--workload", "mixed", "--token-scale", "0.25", "--max-calls", "8", "--delay-scale", "0.25"]
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    return model or platform.processor() or platform.machine()
 
 
 def progress(message: str) -> None:
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, args.programs, args.seeds, args.tell_calls_left)
     print(text)
     if not args.no_write:
-        machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
+        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
         out = RESULTS / args.name
         out.with_suffix(".json").write_text(json.dumps({"machine": machine, "points": points, "rows": rows}, indent=1))
         out.with_suffix(".md").write_text(f"# {args.name}\n\nMachine: {machine}\n\n{text}")
