@@ -1,61 +1,59 @@
 #!/usr/bin/env python3
 """Does cutting each program at its first 8 calls take plas's gain over FCFS away?
 
-`bench/serve_defaults.py` replays the mixed workload scaled as `examples/load_generator.py` scales
-it (lengths x0.25, prompts capped at 512 and outputs at 64 tokens, delays x0.25) and, on the
-issue's load, cut at each program's first 8 calls; there `autellix serve` on its defaults was no
-robust win over vanilla vLLM. This runs the same scaling through the simulator (`cpu-vllm`
-preset, the core on its defaults), plas against fcfs, with and without the cut, 96 programs a
-point, 4 seeds: the ratio says how much of plas's gain the cut itself removes, without the real
-engine's noise.
+`bench/serve_defaults.py` replays the mixed workload through `examples/load_generator.py`, whose
+`plan` scales it (lengths x0.25, prompts capped at 512 and outputs at 64 tokens, delays x0.25) and,
+on the issue's load, cuts each program at its first 8 calls; there `autellix serve` on its defaults
+was no robust win over vanilla vLLM. This feeds the same `plan`'s programs to the simulator
+(`cpu-vllm` preset, the core on its defaults), plas against fcfs, with and without the cut, 96
+programs a point, 4 seeds: the ratio says how much of plas's gain the cut itself removes, without
+the real engine's noise.
 
-    .venv/bin/python bench/sim/cut_calls.py        # ~2 minutes
+    .venv/bin/python bench/sim/cut_calls.py        # under a minute
 
 Writes bench/results/sim/cut-calls.{json,md,png}.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
+from autellix.sim.metrics import summarize
+from autellix.sim.presets import get_preset
+from autellix.sim.simulator import simulate
+from autellix.sim.trace import Call, Program
+from autellix.sim.workloads import generate
+
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+import load_generator  # noqa: E402  (examples/ is not a package)
+
 OUT = ROOT / "bench" / "results" / "sim" / "cut-calls"
-AUTELLIX = Path(sys.executable).parent / "autellix"
 RATES = [1.5, 3.0, 5.0, 8.0]
 SEEDS = range(4)
 PROGRAMS = 96
 
 
-def scaled(program: dict, keep_calls: int | None) -> dict:
-    """The program as the load generator sends it: lengths x0.25 and capped, delays x0.25."""
-    calls = program["calls"][:keep_calls] if keep_calls else program["calls"]
-    kept = {c["call_id"] for c in calls}
-    out = []
-    for call in calls:
-        call = dict(call, parents=[p for p in call["parents"] if p in kept], delay=call["delay"] * 0.25)
-        call["prompt_tokens"] = min(512, max(1, round(call["prompt_tokens"] * 0.25)))
-        call["output_tokens"] = min(64, max(1, round(call["output_tokens"] * 0.25)))
-        if "prefix_tokens" in call:
-            call["prefix_tokens"] = min(call["prompt_tokens"] - 1, round(call["prefix_tokens"] * 0.25))
-        out.append(call)
-    return dict(program, calls=out, system_tokens=round(program.get("system_tokens", 0) * 0.25))
+def as_sent(programs: list[Program], keep_calls: int | None) -> list[Program]:
+    """The programs as `examples/load_generator.py` sends them on the serve bench's load (its own
+    `plan`: lengths x0.25 and capped at its defaults, delays x0.25, the first `keep_calls` calls)."""
+    load = argparse.Namespace(workload="mixed", token_scale=0.25, max_prompt=512, max_output=64,
+                              max_calls=keep_calls, delay_scale=0.25)  # fmt: skip
+    return [
+        Program(p.trace_id, p.arrival, [Call(c.call_id, c.prompt_tokens, c.output_tokens, c.parents, c.delay,
+                                             c.prefix_tokens) for c in p.calls], p.system_tokens, p.workload)  # fmt: skip
+        for p in load_generator.plan(programs, load)
+    ]
 
 
 def mean_token_latency(policy: str, rate: float, seed: int, keep_calls: int | None) -> float:
-    raw = subprocess.run(
-        [AUTELLIX, "workload", "-w", "mixed", "-n", str(PROGRAMS), "-s", str(seed), "-r", str(rate)],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    trace = "\n".join(json.dumps(scaled(json.loads(line), keep_calls)) for line in raw.splitlines() if line.strip())
-    result = subprocess.run(
-        [AUTELLIX, "simulate", "-t", "-", "-p", policy, "--preset", "cpu-vllm", "--json", "--no-progress"],
-        input=trace, capture_output=True, text=True, check=True,
-    )
-    return json.loads(result.stdout)["mean_token_latency"]
+    programs = as_sent(generate("mixed", rate, PROGRAMS, seed), keep_calls)
+    result = simulate(programs, policy, config=get_preset("cpu-vllm"))
+    return summarize(result, {})["mean_token_latency"]
 
 
 def main() -> int:
