@@ -27,6 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "serve"
 ENGINE_FLAGS = ["--model", "tiny", "--max-num-seqs", "8", "--kv-cache-memory", "256MiB"]
@@ -70,12 +72,13 @@ COUNTERS = {"preemptions": "autellix:preemptions_total", "promotions": "autellix
 def counters(port: int) -> dict[str, float]:
     """The scheduler's counters on the server's /metrics, summed over engines (0 where absent)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        lines = answer.read().decode().splitlines()
+        text = answer.read().decode()
     totals = dict.fromkeys(COUNTERS, 0.0)
-    for line in lines:
-        for name, metric in COUNTERS.items():
-            if line.startswith(metric + "{") or line.startswith(metric + " "):
-                totals[name] += float(line.rsplit(" ", 1)[1])
+    names = {metric: name for name, metric in COUNTERS.items()}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in names:
+                totals[names[sample.name]] += sample.value
     return totals
 
 
