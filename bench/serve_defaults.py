@@ -114,7 +114,7 @@ def summarise(points: list[dict]) -> list[dict]:
             row[series]["completed"] = min(r["completed"] for r in reports)
             row[series]["call_errors"] = sum(r["call_errors"] for r in reports)
             for name in COUNTERS:
-                row[series][name] = statistics.median(r.get(name, 0.0) for r in reports)
+                row[series][name] = statistics.median(r[name] for r in reports)
         row["autellix_over_vllm"] = {key: row["autellix"][key] / row["vllm"][key] for key in METRICS}
         rows.append(row)
     return rows
@@ -184,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(server, ports[series])
         progress(f"servers up: {ports}")
         order = list(SERIES)
+        extra = ["--tell-calls-left"] if args.tell_calls_left else []
         for seed in args.seeds:
             for rate in args.rates:
                 for series in order:
-                    extra = ["--tell-calls-left"] if args.tell_calls_left else []
                     report = run_load(ports[series], rate, seed, args.programs, extra)
                     points.append({"series": series, "rate": rate, "seed": seed, "report": report})
                     progress(
