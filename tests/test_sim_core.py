@@ -159,8 +159,12 @@ def test_srpt_estimates_are_off_by_a_log_normal_factor_of_the_given_spread():
     assert SrptKnowledge().estimator()(7.0) == 7.0
 
 
-@pytest.mark.parametrize("options, field", [({"ladder": 1}, "ladder"), ({"knows": "everything"}, "knows"),
-                                            ({"error": -1.0}, "error"), ({"error": float("nan")}, "error")])
+@pytest.mark.parametrize("options, field", [({"queue_boundaries": [1.0]}, "queue_boundaries"), ({"knows": "everything"}, "knows"),
+                                            ({"error": -1.0}, "error"), ({"error": float("nan")}, "error"),
+                                            ({"ladder": 1, "knows": "distribution"}, "ladder"),
+                                            ({"ladder": (2.0, 1.0), "knows": "distribution"}, "ladder"),
+                                            ({"ladder": (1.0, float("nan")), "knows": "ended programs"}, "ladder"),
+                                            ({"ladder": (1.0,)}, "ladder")])  # fmt: skip
 def test_srpt_rejects_options_it_does_not_take_naming_them(options, field):
     with pytest.raises(ValueError, match=field):
         simulate([Program("p", 0.0, [Call("a", 50, 10)])], "srpt", config=FLAT, scheduler_options=options)

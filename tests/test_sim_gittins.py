@@ -8,6 +8,7 @@ import pytest
 from autellix.sim.gittins import GittinsRank
 from autellix.sim.presets import EngineConfig
 from autellix.sim.simulator import simulate
+from autellix.sim.srpt import SrptKnowledge
 from autellix.sim.trace import Call, Program
 
 ONE_SLOT = EngineConfig(name="one slot", step_base=0.01, step_per_token=1e-5, step_per_kv_token=0.0, max_running=1,
@@ -67,3 +68,31 @@ def test_knowing_each_kind_apart_the_oracle_runs_the_kind_that_is_short_first():
     by_kind = simulate(progs, "srpt", config=ONE_SLOT, scheduler_options={"knows": "distribution by kind"})
     assert pooled.programs[0].finish < pooled.programs[1].finish
     assert by_kind.programs[1].finish < by_kind.programs[0].finish
+
+
+def _alike_then_a_pair(before: int) -> list[Program]:
+    """`before` programs of two equal calls, one at a time, then two more arriving together."""
+    alike = [Call("x", 50, 10), Call("y", 50, 10, ("x",))]
+    return [Program(f"p{i}", 10.0 * i, list(alike)) for i in range(before)] + [
+        Program(name, 10.0 * before, list(alike)) for name in "ab"
+    ]
+
+
+def test_learning_from_ended_programs_the_oracle_finishes_the_started_program_once_enough_ended():
+    options = {"knows": "ended programs"}
+    learned = simulate(_alike_then_a_pair(SrptKnowledge.LEARNS_FROM), "srpt", config=ONE_SLOT, scheduler_options=options)
+    *_, a, b = learned.programs
+    assert a.finish <= b.calls[0].start
+    # Too few ended to learn from: least attained work, which starts b first.
+    early = simulate(_alike_then_a_pair(SrptKnowledge.LEARNS_FROM - 2), "srpt", config=ONE_SLOT, scheduler_options=options)
+    *_, a, b = early.programs
+    assert b.calls[0].start < a.calls[1].start
+
+
+def test_on_a_ladder_close_ranks_tie_and_keep_arrival_order():
+    # a's second call ranks lower than b's first, but both fall in the ladder's one wide range:
+    # b's call came first and goes first, as multi-level queues would order them.
+    progs = [Program(name, 0.0, [Call("x", 50, 10), Call("y", 50, 10, ("x",))]) for name in "ab"]
+    laddered = simulate(progs, "srpt", config=ONE_SLOT, scheduler_options={"knows": "distribution", "ladder": (1e9,)})
+    a, b = laddered.programs
+    assert b.calls[0].start < a.calls[1].start

@@ -130,7 +130,9 @@ class Simulator:
         return float(slack)
 
     def _remaining(self, program_index: int) -> float:
-        return self.programs[program_index].known_left
+        program = self.programs[program_index]
+        # A learned rank changes as programs end: taken afresh each time a call is queued.
+        return self._gittins_rank(program) if self.knowledge.learns and program.left else program.known_left
 
     def _build(self, programs: Sequence[Program]) -> None:
         cid = 0
@@ -166,9 +168,11 @@ class Simulator:
             if self.calls_left_slack is not None:
                 sp.budget = math.ceil(len(sp.calls) * (1.0 + self.calls_left_slack * budgets.random()))
             self.programs.append(sp)
+        self.ended_work: list[float] = []  # srpt learning the distribution: the ended programs' work
+        self.learned: GittinsRank | None = None
         if self.knowledge.ranks_by_gittins:
             self.gittins_by_kind = self.knowledge.knows == "distribution by kind"
-            self.gittins = self._gittins_ranks()
+            self.gittins = {} if self.knowledge.learns else self._gittins_ranks()
             for sp in self.programs:
                 sp.known_left = self._gittins_rank(sp)
 
@@ -185,7 +189,18 @@ class Simulator:
         return {kind: GittinsRank(works) for kind, works in totals.items()}
 
     def _gittins_rank(self, program: SimProgram) -> float:
-        return self.gittins[self._gittins_kind(program)](program.attained)
+        if self.knowledge.learns:
+            rank = program.attained if self.learned is None else self.learned(program.attained)
+        else:
+            rank = self.gittins[self._gittins_kind(program)](program.attained)
+        return self.knowledge.on_ladder(rank)
+
+    def _program_ended(self, program: SimProgram) -> None:
+        """Learning the distribution: the table is rebuilt once an eighth more programs ended."""
+        self.ended_work.append(program.attained)
+        ended, learned_from = len(self.ended_work), len(self.learned.totals) if self.learned else 0
+        if ended >= SrptKnowledge.LEARNS_FROM and ended - learned_from >= max(1, learned_from // 8):
+            self.learned = GittinsRank(self.ended_work)
 
     def _push(self, t: float, kind: int, obj: Any) -> None:
         self.seq += 1
@@ -229,6 +244,8 @@ class Simulator:
             if prog.left == 0:
                 prog.finish = now
                 prog.known_left = 0.0
+                if self.knowledge.learns:
+                    self._program_ended(prog)
                 self.completed += 1
                 if self.balancer is not None:
                     self.balancer.forget(prog.index)

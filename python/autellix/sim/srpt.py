@@ -15,11 +15,12 @@ engine uses (``step``, ``requeue``, ``end_program``), so the engine drives both 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 __all__ = ["SrptDecision", "SrptKnowledge", "SrptScheduler", "call_work"]
@@ -36,14 +37,19 @@ class SrptKnowledge:
     """What the oracle knows (its `scheduler_options`): `knows` "program", every unfinished call of
     the program, "issued", only those already issued, "distribution", only the work its program has
     had and the distribution of all programs' total work, ranking by the Gittins rank
-    (`gittins.py`), or "distribution by kind", that of the programs of its workload; each call's
-    work times exp(`error` * Z), Z standard normal drawn per call from `error_seed`."""
+    (`gittins.py`), "distribution by kind", that of the programs of its workload, or "ended
+    programs", that of the programs ended so far (what a server could learn online; least attained
+    work until `LEARNS_FROM` ended); each call's work times exp(`error` * Z), Z standard normal drawn
+    per call from `error_seed`. A Gittins rank with `ladder` (increasing boundaries) is replaced by
+    the index of its range, as the core's queues would hold it: ties then keep arrival order."""
 
     knows: str = "program"
     error: float = 0.0
     error_seed: int = 0
+    ladder: tuple[float, ...] = ()
 
-    KNOWS = ("program", "issued", "distribution", "distribution by kind")
+    KNOWS = ("program", "issued", "distribution", "distribution by kind", "ended programs")
+    LEARNS_FROM = 16
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SrptKnowledge:
@@ -56,11 +62,22 @@ class SrptKnowledge:
             raise ValueError(f"srpt option knows must be one of {', '.join(cls.KNOWS)}, got {knowledge.knows!r}")
         if not (math.isfinite(knowledge.error) and knowledge.error >= 0):
             raise ValueError(f"srpt option error must be a finite number >= 0, got {knowledge.error!r}")
-        return knowledge
+        ladder = knowledge.ladder
+        if not isinstance(ladder, (tuple, list)) or (ladder and not knowledge.ranks_by_gittins) or any(
+                not isinstance(b, (int, float)) or not b < c for b, c in zip(ladder, [*ladder[1:], math.inf])):  # fmt: skip
+            raise ValueError(f"srpt option ladder takes increasing boundaries of a Gittins rank, got {ladder!r}")
+        return replace(knowledge, ladder=tuple(ladder))
 
     @property
     def ranks_by_gittins(self) -> bool:
-        return self.knows.startswith("distribution")
+        return self.knows.startswith("distribution") or self.learns
+
+    @property
+    def learns(self) -> bool:
+        return self.knows == "ended programs"
+
+    def on_ladder(self, rank: float) -> float:
+        return float(bisect.bisect_right(self.ladder, rank)) if self.ladder else rank
 
     def estimator(self) -> Callable[[float], float]:
         """Each call's work, as the oracle sees it (the calls taken in a fixed order)."""
