@@ -7,7 +7,8 @@ becomes a real Autellix program. A call is issued once all its parents have fini
 ``delay`` (the tool or think time), naming its parents' call ids, so the server sees the true DAG.
 
 Lengths are scaled by --token-scale (and capped by --max-prompt / --max-output) so that a small
-model on a CPU can keep up. Prompts are synthetic text of about the wanted length (the words per
+model on a CPU can keep up; --call-fraction keeps a random share of each program's calls (heavy
+programs stay heavy, as in bench/engine_programs.py), --max-calls its first calls. Prompts are synthetic text of about the wanted length (the words per
 token ratio is measured once against the server's tokenizer), keep the trace's shared prefixes
 (system prompt across programs, earlier context within a program), and go to /v1/completions with
 ``ignore_eos`` and ``max_tokens`` set so that every output has exactly its trace length. Each
@@ -42,7 +43,7 @@ import openai
 from autellix.client import AsyncClient, AsyncProgram
 from autellix.sim.metrics import percentile
 from autellix.sim.trace import Call, Program
-from autellix.sim.workloads import WORKLOADS, generate
+from autellix.sim.workloads import WORKLOADS, generate, sample_calls
 
 WORDS = (
     "time year people way day man thing woman life child world school state family student group "
@@ -82,12 +83,16 @@ class PlannedProgram:
 
 
 def plan(programs: list[Program], args: argparse.Namespace) -> list[PlannedProgram]:
-    """Scales lengths and delays, truncates long programs to their first --max-calls calls (parents
-    come before children in a trace, so any prefix is still a closed DAG) and numbers threads:
-    calls that share the same parents run side by side, each on its own thread."""
+    """Scales lengths and delays, keeps a random --call-fraction of each program's calls (heavy
+    programs stay heavy) or its first --max-calls calls (parents come before children in a trace,
+    so any prefix is still a closed DAG), and numbers threads: calls that share the same parents
+    run side by side, each on its own thread."""
     out = []
     for program in programs:
-        calls: list[Call] = program.calls[: args.max_calls] if args.max_calls else program.calls
+        if args.call_fraction is not None:
+            calls = sample_calls(program, args.call_fraction, args.seed)
+        else:
+            calls = program.calls[: args.max_calls] if args.max_calls else program.calls
         siblings: Counter[tuple[str, ...]] = Counter()
         planned = []
         for i, call in enumerate(calls):
@@ -342,7 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-scale", type=float, default=0.1, help="multiplies every prompt and output length")
     parser.add_argument("--max-prompt", type=int, default=512, help="cap on a call's prompt tokens after scaling")
     parser.add_argument("--max-output", type=int, default=64, help="cap on a call's output tokens after scaling")
-    parser.add_argument("--max-calls", type=int, default=None, help="keep only each program's first N calls")
+    calls = parser.add_mutually_exclusive_group()
+    calls.add_argument("--max-calls", type=int, default=None, help="keep only each program's first N calls")
+    calls.add_argument(
+        "--call-fraction", type=float, default=None,
+        help="keep a random fraction of each program's calls, at least one (LATS: whole iterations), as bench/engine_programs.py does",
+    )
     parser.add_argument("--delay-scale", type=float, default=1.0, help="multiplies tool/think delays")
     parser.add_argument("--concurrency", type=int, default=64, help="most calls in flight at once")
     parser.add_argument("--duration", type=float, default=600.0, help="stop (and end every program) after this many s")
@@ -357,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--token-scale must be > 0; --max-prompt, --max-output and --concurrency >= 1")
     if args.max_calls is not None and args.max_calls < 1:
         parser.error("--max-calls must be >= 1")
+    if args.call_fraction is not None and not 0 < args.call_fraction <= 1:
+        parser.error("--call-fraction must be in (0, 1]")
     report = asyncio.run(run(args))
     if args.json:
         print(json.dumps(report))

@@ -16,12 +16,10 @@ context is 2,048 tokens). The number of calls is cut one of two ways:
 
 from __future__ import annotations
 
-import math
-import random
 from dataclasses import dataclass, replace
 
 from autellix.sim.trace import Call, Program
-from autellix.sim.workloads import PROFILES, generate
+from autellix.sim.workloads import PROFILES, generate, sample_calls
 
 
 @dataclass(frozen=True)
@@ -48,45 +46,6 @@ def _scale_call(call: Call, s: Scaling) -> Call:
                    prefix_tokens=max(prefix, 0))
 
 
-def _keep_count(n: int, fraction: float, rng: random.Random) -> int:
-    """round(n * fraction), stochastically (so the expected kept share is exactly ``fraction``), >= 1."""
-    exact = n * fraction
-    k = math.floor(exact) + (rng.random() < exact - math.floor(exact))
-    return max(1, min(n, k))
-
-
-def _as_root(call: Call) -> Call:
-    return replace(call, parents=(), delay=0.0, prefix_tokens=0)
-
-
-def _sample_chain(calls: list[Call], fraction: float, rng: random.Random) -> list[Call]:
-    keep = sorted(rng.sample(range(len(calls)), _keep_count(len(calls), fraction, rng)))
-    out: list[Call] = []
-    for j, i in enumerate(keep):
-        c = replace(calls[i], call_id=f"c{j}", parents=(f"c{j - 1}",) if j else ())
-        out.append(c if j else _as_root(c))
-    return out
-
-
-def _sample_lats(calls: list[Call], fraction: float, rng: random.Random) -> list[Call]:
-    size = PROFILES["lats"].width + 1  # expansions, then the evaluation joining them
-    iterations = [calls[i:i + size] for i in range(0, len(calls), size)]
-    keep = sorted(rng.sample(range(len(iterations)), _keep_count(len(iterations), fraction, rng)))
-    out: list[Call] = []
-    parent: str | None = None
-    for i in keep:
-        *expansions, evaluation = iterations[i]
-        children = []
-        for c in expansions:
-            cid = f"c{len(out)}"
-            c = replace(c, call_id=cid, parents=(parent,)) if parent else _as_root(replace(c, call_id=cid))
-            out.append(c)
-            children.append(cid)
-        parent = f"c{len(out)}"
-        out.append(replace(evaluation, call_id=parent, parents=tuple(children)))
-    return out
-
-
 def shrink(program: Program, s: Scaling, seed: int = 0) -> Program:
     """A smaller copy of one program: fewer calls, shorter prompts and outputs."""
     lats = program.workload == "lats"
@@ -94,8 +53,7 @@ def shrink(program: Program, s: Scaling, seed: int = 0) -> Program:
         keep = s.lats_iterations * (PROFILES["lats"].width + 1) if lats else s.max_calls
         kept = program.calls[:keep]
     else:
-        rng = random.Random(f"calls:{program.workload}:{seed}:{program.program_id}")
-        kept = (_sample_lats if lats else _sample_chain)(program.calls, s.call_fraction, rng)
+        kept = sample_calls(program, s.call_fraction, seed)
     calls = [_scale_call(c, s) for c in kept]
     system = min(round(program.system_tokens * s.token_scale), min(c.prompt_tokens for c in calls))
     return replace(program, calls=calls, system_tokens=system)

@@ -42,7 +42,7 @@ def as_sent(programs: list[Program], keep_calls: int | None) -> list[Program]:
     """The programs as `examples/load_generator.py` sends them on the serve bench's load (its own
     `plan`: lengths x0.25 and capped at its defaults, delays x0.25, the first `keep_calls` calls)."""
     load = argparse.Namespace(workload="mixed", token_scale=0.25, max_prompt=512, max_output=64,
-                              max_calls=keep_calls, delay_scale=0.25)  # fmt: skip
+                              max_calls=keep_calls, call_fraction=None, delay_scale=0.25, seed=0)  # fmt: skip
     return [
         Program(p.trace_id, p.arrival, [Call(c.call_id, c.prompt_tokens, c.output_tokens, c.parents, c.delay,
                                              c.prefix_tokens) for c in p.calls], p.system_tokens, p.workload)  # fmt: skip

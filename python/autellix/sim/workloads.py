@@ -29,11 +29,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autellix.sim.trace import Call, Program
 
-__all__ = ["PROFILES", "WORKLOADS", "generate", "lognormal_int"]
+__all__ = ["PROFILES", "WORKLOADS", "generate", "lognormal_int", "sample_calls"]
 
 
 def lognormal_int(rng: random.Random, mean: float, sigma: float, lo: int, hi: int) -> int:
@@ -165,4 +165,57 @@ def generate(workload: str, rate: float, programs: int, seed: int = 0) -> list[P
         t += rng.expovariate(rate)
         kind = rng.choice(kinds) if workload == "mixed" else workload
         out.append(_BUILDERS[kind](rng, PROFILES[kind], f"p{i}", t, kind))
+    return out
+
+
+def sample_calls(program: Program, fraction: float, seed: int = 0) -> list[Call]:
+    """A random `fraction` of a program's calls, to shrink a workload without cutting its heavy tail
+    (a program with 80 calls keeps ~20, where cutting at 8 calls makes every program alike). Chains
+    keep a subset of their calls in order, re-linked into a chain; LATS keeps whole iterations (its
+    parallel expansions and the evaluation joining them), re-linked so the DAG stays valid. The
+    sample depends only on the workload, the seed and the program, so every scheduler and every
+    rate of a seed serves the same programs."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    rng = random.Random(f"calls:{program.workload}:{seed}:{program.program_id}")
+    sample = _sample_lats if program.workload == "lats" else _sample_chain
+    return sample(program.calls, fraction, rng)
+
+
+def _keep_count(n: int, fraction: float, rng: random.Random) -> int:
+    """round(n * fraction), stochastically (so the expected kept share is exactly ``fraction``), >= 1."""
+    exact = n * fraction
+    k = math.floor(exact) + (rng.random() < exact - math.floor(exact))
+    return max(1, min(n, k))
+
+
+def _as_root(call: Call) -> Call:
+    return replace(call, parents=(), delay=0.0, prefix_tokens=0)
+
+
+def _sample_chain(calls: list[Call], fraction: float, rng: random.Random) -> list[Call]:
+    keep = sorted(rng.sample(range(len(calls)), _keep_count(len(calls), fraction, rng)))
+    out: list[Call] = []
+    for j, i in enumerate(keep):
+        c = replace(calls[i], call_id=f"c{j}", parents=(f"c{j - 1}",) if j else ())
+        out.append(c if j else _as_root(c))
+    return out
+
+
+def _sample_lats(calls: list[Call], fraction: float, rng: random.Random) -> list[Call]:
+    size = PROFILES["lats"].width + 1  # expansions, then the evaluation joining them
+    iterations = [calls[i:i + size] for i in range(0, len(calls), size)]
+    keep = sorted(rng.sample(range(len(iterations)), _keep_count(len(iterations), fraction, rng)))
+    out: list[Call] = []
+    parent: str | None = None
+    for i in keep:
+        *expansions, evaluation = iterations[i]
+        children = []
+        for c in expansions:
+            cid = f"c{len(out)}"
+            c = replace(c, call_id=cid, parents=(parent,)) if parent else _as_root(replace(c, call_id=cid))
+            out.append(c)
+            children.append(cid)
+        parent = f"c{len(out)}"
+        out.append(replace(evaluation, call_id=parent, parents=tuple(children)))
     return out
