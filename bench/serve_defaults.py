@@ -11,6 +11,8 @@ ratios against vLLM in the same run. Writes `bench/results/serve/<name>.{json,md
 
     .venv/bin/python bench/serve_defaults.py                     # the issue's load, 4 rates x 2 seeds (~7 min)
     .venv/bin/python bench/serve_defaults.py --rates 5 --seeds 0 --no-write   # one point
+    .venv/bin/python bench/serve_defaults.py --call-fraction 0.25 --programs 96 --rates 1 2 3 5 8 --name tails   # heavy tails kept
+    .venv/bin/python bench/serve_defaults.py --call-fraction 0.25 --programs 96 --merge a.json b.json --name both
 """
 
 from __future__ import annotations
@@ -34,7 +36,18 @@ RESULTS = ROOT / "bench" / "results" / "serve"
 ENGINE_FLAGS = ["--model", "tiny", "--max-num-seqs", "8", "--kv-cache-memory", "256MiB"]
 SERIES = {"autellix": [], "vllm": ["--policy", "vllm"]}  # extra `autellix serve` flags
 # The issue's load: mixed programs, lengths x0.25, each program's first 8 calls, delays x0.25.
-LOAD_FLAGS = ["--workload", "mixed", "--token-scale", "0.25", "--max-calls", "8", "--delay-scale", "0.25"]
+ISSUE_LOAD = ["--workload", "mixed", "--token-scale", "0.25", "--max-calls", "8", "--delay-scale", "0.25"]
+
+
+def load_flags(call_fraction: float | None, tell_calls_left: bool) -> list[str]:
+    """The load generator's flags: the issue's load, or with --call-fraction a random share of each
+    program's calls instead of its first 8 (the engine bench's scaling, which keeps heavy programs
+    heavy); with --tell-calls-left the clients say how many calls each program has left."""
+    flags = list(ISSUE_LOAD)
+    if call_fraction is not None:
+        at = flags.index("--max-calls")
+        flags[at : at + 2] = ["--call-fraction", f"{call_fraction:g}"]
+    return flags + (["--tell-calls-left"] if tell_calls_left else [])
 
 
 def cpu_model() -> str:
@@ -82,12 +95,12 @@ def counters(port: int) -> dict[str, float]:
     return totals
 
 
-def run_load(port: int, rate: float, seed: int, programs: int, extra: list[str]) -> dict:
+def run_load(port: int, rate: float, seed: int, programs: int, load: list[str]) -> dict:
     """The load generator's report for one point, with the scheduler's counters over it."""
     before = counters(port)
     command = [
         sys.executable, str(ROOT / "examples" / "load_generator.py"), "--base-url", f"http://127.0.0.1:{port}",
-        *LOAD_FLAGS, "--programs", str(programs), "--rate", str(rate), "--seed", str(seed), "--json", *extra,
+        *load, "--programs", str(programs), "--rate", str(rate), "--seed", str(seed), "--json",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -120,7 +133,7 @@ def summarise(points: list[dict]) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict], programs: int, seeds: list[int], told: bool = False) -> str:
+def table(rows: list[dict], programs: int, seeds: list[int], load: list[str] = ISSUE_LOAD) -> str:
     head = "| rate (programs/s) | " + " | ".join(f"{label}: autellix / vllm (ratio)" for label, _ in METRICS.values())
     lines = [head + " | completed | call errors | autellix preemptions / promotions |", "|---:|" + "---:|" * (len(METRICS) + 3)]
     for row in rows:
@@ -134,7 +147,7 @@ def table(rows: list[dict], programs: int, seeds: list[int], told: bool = False)
         lines.append(f"| {row['rate']:g} | " + " | ".join(cells) + f" | {done} | {errors} | {scheduler} |")
     return (
         f"`autellix serve {' '.join(ENGINE_FLAGS)}` on its defaults (plas) against the same with "
-        f"`--policy vllm`; load `{' '.join(LOAD_FLAGS)} --programs {programs}{' --tell-calls-left' if told else ''}`, "
+        f"`--policy vllm`; load `{' '.join(load)} --programs {programs}`, "
         f"seeds {seeds}, "
         "median of the seeds (completed: the fewest of any seed; preemptions and starvation "
         "promotions a point from the server's /metrics). Ratios below 1 favour Autellix, "
@@ -162,19 +175,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", type=float, nargs="+", default=[1.5, 3.0, 5.0, 8.0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--programs", type=int, default=48)
-    parser.add_argument("--name", default="defaults-vs-vllm")
-    parser.add_argument(
-        "--tell-calls-left", action="store_true",
-        help="clients tell each call's calls left (X-Autellix-Calls-Left; vanilla vLLM ignores it)",
-    )
-    parser.add_argument("--no-write", action="store_true", help="print the table only")
-    args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def measure(args: argparse.Namespace, load: list[str]) -> list[dict]:
+    """Both servers up for the whole run, the points in turns; each point the load generator's report."""
     ports = {series: 8200 + i for i, series in enumerate(SERIES)}
     logs = Path(tempfile.mkdtemp(prefix="serve_defaults-")) if args.no_write else RESULTS  # the servers' logs
     servers = {s: start_server(SERIES[s], ports[s], logs / f"{args.name}-{s}.log") for s in SERIES}
@@ -184,11 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(server, ports[series])
         progress(f"servers up: {ports}")
         order = list(SERIES)
-        extra = ["--tell-calls-left"] if args.tell_calls_left else []
         for seed in args.seeds:
             for rate in args.rates:
                 for series in order:
-                    report = run_load(ports[series], rate, seed, args.programs, extra)
+                    report = run_load(ports[series], rate, seed, args.programs, load)
                     points.append({"series": series, "rate": rate, "seed": seed, "report": report})
                     progress(
                         f"seed {seed} rate {rate:g} {series}: {report['token_latency_mean'] * 1e3:.2f} ms/token, "
@@ -200,8 +201,38 @@ def main(argv: list[str] | None = None) -> int:
             server.terminate()
         for server in servers.values():
             server.wait(timeout=60)
+    return points
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", type=float, nargs="+", default=[1.5, 3.0, 5.0, 8.0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--programs", type=int, default=48)
+    parser.add_argument("--name", default="defaults-vs-vllm")
+    parser.add_argument(
+        "--tell-calls-left", action="store_true",
+        help="clients tell each call's calls left (X-Autellix-Calls-Left; vanilla vLLM ignores it)",
+    )
+    parser.add_argument(
+        "--call-fraction", type=float, default=None,
+        help="each program keeps this random share of its calls instead of its first 8 (heavy programs stay heavy)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", metavar="JSON",
+        help="no servers: the table and plot again from these runs' results (the same load), their points together",
+    )
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    load = load_flags(args.call_fraction, args.tell_calls_left)
+    if args.merge:
+        points = [point for path in args.merge for point in json.loads(path.read_text())["points"]]
+        args.seeds = sorted({p["seed"] for p in points})
+    else:
+        points = measure(args, load)
     rows = summarise(points)
-    text = table(rows, args.programs, args.seeds, args.tell_calls_left)
+    text = table(rows, args.programs, args.seeds, load)
     print(text)
     if not args.no_write:
         machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}

@@ -42,3 +42,20 @@ def test_rows_take_the_median_of_the_seeds_and_divide_by_vllm_at_the_same_rate()
     assert "20.00 / 50.00 (0.40x)" in body
     assert "47 / 48 of 48" in body
     assert body.endswith("| 10 / 1 |")
+
+
+def test_runs_merge_into_one_table_over_all_their_seeds(tmp_path, capsys):
+    import json
+
+    def run(seed: int, autellix: float) -> dict:
+        return {"points": [{"series": "autellix", "rate": 3.0, "seed": seed, "report": report(autellix, 2.0)},
+                           {"series": "vllm", "rate": 3.0, "seed": seed, "report": report(0.040, 4.0)}]}  # fmt: skip
+
+    paths = []
+    for seed, latency in [(0, 0.010), (1, 0.030), (2, 0.020)]:
+        paths.append(tmp_path / f"run{seed}.json")
+        paths[-1].write_text(json.dumps(run(seed, latency)))
+    assert bench.main(["--merge", *map(str, paths), "--call-fraction", "0.25", "--programs", "48", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds [0, 1, 2]" in out and "--call-fraction 0.25" in out and "--max-calls" not in out
+    assert "| 3 | 20.00 / 40.00 (0.50x) |" in out
