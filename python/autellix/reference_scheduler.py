@@ -92,10 +92,21 @@ class _Call:
     quantum_used: float = 0.0
     starvation_wait: float = 0.0
     starvation_service: float = 0.0
+    # While running: the batch service when the three amounts above were last brought up to
+    # date, and the batch service at which its quantum ends (the core's `Call::quantum_end`).
+    credited_at: float = 0.0
+    quantum_end: float = math.inf
 
     def rank(self) -> tuple[int, int, int]:
         """Queue, then place in it: smaller is more urgent."""
         return (self.queue, self.program_order, self.order)
+
+    def catch_up(self, batch_service: float) -> None:
+        owed = batch_service - self.credited_at
+        self.service += owed
+        self.starvation_service += owed
+        self.quantum_used += owed
+        self.credited_at = batch_service
 
 
 class ReferenceScheduler:
@@ -137,6 +148,9 @@ class ReferenceScheduler:
         self._deadlines: list[tuple[float, int, int]] = []  # (at, ticket, call)
         self._waiting_per_queue = [0] * len(quanta)
         self._running: dict[int, None] = {}  # insertion-ordered set
+        # What whole-batch credits gave every running call, summed; a call takes its share when it
+        # leaves the batch or is credited alone (the core's `Scheduler::batch_service`).
+        self._batch_service = 0.0
         self._next_order = self._next_ticket = self._program_arrivals = 0
         # Clients' counts of calls left (set_calls_left): whether any was given, and every finished
         # call's service and number, for the mean call of a program with none of its own finished.
@@ -192,7 +206,7 @@ class ReferenceScheduler:
             "state": c.state,
             "queue": c.queue,
             "priority": c.priority,
-            "service": c.service,
+            "service": self._service_of(c),
             "waiting_time": c.waiting_time,
         }
 
@@ -260,14 +274,14 @@ class ReferenceScheduler:
         self._check_listed(call_ids, RUNNING)
         self._last_now = now
         for call_id, seconds in zip(call_ids, amounts, strict=True):
-            self._credit([call_id], seconds)
+            self._credit_alone(call_id, seconds)
 
     def requeue(self, call_ids: Sequence[int], now: float) -> None:
         self._check_now(now)
         self._check_listed(call_ids, RUNNING)
         self._last_now = now
         for call_id in call_ids:
-            del self._running[call_id]
+            self._leave_batch(call_id)
             self._enqueue(call_id, now)
             self._stats["requeues"] += 1
 
@@ -286,11 +300,11 @@ class ReferenceScheduler:
         if program is None:
             raise UnknownProgramError(f"unknown program {program_id}")
         for call_id in program.live_calls:
-            call = self._calls.pop(call_id)
-            if call.state == RUNNING:
-                del self._running[call_id]
+            if self._calls[call_id].state == RUNNING:
+                self._leave_batch(call_id)
             else:
-                self._waiting_per_queue[call.queue] -= 1
+                self._waiting_per_queue[self._calls[call_id].queue] -= 1
+            del self._calls[call_id]
         return sorted(program.live_calls)
 
     def schedule(self, now: float, capacity: int, protected: Sequence[int] = ()) -> Decision:
@@ -406,7 +420,7 @@ class ReferenceScheduler:
     def _parent_path(self, program_id: int, parent: int) -> float | None:
         call = self._calls.get(parent)
         if call is not None and call.program == program_id:
-            return call.priority + call.service
+            return call.priority + self._service_of(call)
         program = self._programs.get(program_id)
         return None if program is None else program.finished_paths.get(parent)
 
@@ -480,24 +494,66 @@ class ReferenceScheduler:
             program.waiting_time += waited
             program.starvation_wait += waited
 
+    def _service_of(self, call: _Call) -> float:
+        """A call's service, with its share of the batch's if it runs."""
+        if call.state != RUNNING:
+            return call.service
+        return call.service + (self._batch_service - call.credited_at)
+
     def _credit(self, call_ids: Sequence[int], seconds: float) -> None:
-        last_queue = len(self.quanta) - 1
-        for call_id in call_ids:
-            call = self._calls[call_id]
-            call.service += seconds
-            call.starvation_service += seconds
-            call.quantum_used += seconds
-            if call.queue < last_queue and call.quantum_used >= self.quanta[call.queue]:
-                call.queue += 1
-                call.quantum_used = 0.0
-                self._next_order += 1
-                call.order = self._next_order
-                self._stats["demotions"] += 1
+        """The whole batch in batch order is one whole-batch credit; else each call alone."""
+        if list(call_ids) == list(self._running):
+            self._batch_service += seconds
+            last_queue = len(self.quanta) - 1
+            for call_id in self._running:
+                call = self._calls[call_id]
+                if call.queue < last_queue and self._batch_service >= call.quantum_end:
+                    call.catch_up(self._batch_service)
+                    self._demote(call)
+                    self._start_quantum(call)
+        else:
+            for call_id in call_ids:
+                self._credit_alone(call_id, seconds)
+
+    def _credit_alone(self, call_id: int, seconds: float) -> None:
+        call = self._calls[call_id]
+        call.catch_up(self._batch_service)
+        call.service += seconds
+        call.starvation_service += seconds
+        call.quantum_used += seconds
+        if call.queue < len(self.quanta) - 1 and call.quantum_used >= self.quanta[call.queue]:
+            self._demote(call)
+        self._start_quantum(call)
+
+    def _demote(self, call: _Call) -> None:
+        call.queue += 1
+        call.quantum_used = 0.0
+        self._next_order += 1
+        call.order = self._next_order
+        self._stats["demotions"] += 1
+
+    def _start_quantum(self, call: _Call) -> None:
+        """Where a running call's quantum ends on the batch service (never, in the last queue)."""
+        call.quantum_end = math.inf
+        if call.queue < len(self.quanta) - 1:
+            call.quantum_end = call.credited_at + (self.quanta[call.queue] - call.quantum_used)
+
+    def _join_batch(self, call_id: int) -> None:
+        call = self._calls[call_id]
+        call.state, call.credited_at = RUNNING, self._batch_service
+        self._running[call_id] = None
+        self._start_quantum(call)
+
+    def _leave_batch(self, call_id: int) -> None:
+        self._calls[call_id].catch_up(self._batch_service)
+        del self._running[call_id]
+        if not self._running:
+            self._batch_service = 0.0
 
     def _finish(self, call_id: int, now: float) -> None:
         call = self._calls[call_id]
         if call.state == RUNNING:
-            del self._running[call_id]
+            self._leave_batch(call_id)
         else:
             self._end_waiting(call_id, now)
         del self._calls[call_id]
@@ -545,13 +601,13 @@ class ReferenceScheduler:
 
     def _admit(self, call_id: int, now: float) -> None:
         self._end_waiting(call_id, now)
-        self._calls[call_id].state, self._calls[call_id].promoted = RUNNING, False
-        self._running[call_id] = None
+        self._calls[call_id].promoted = False
+        self._join_batch(call_id)
         self._decision.admit.append(call_id)
         self._stats["admitted"] += 1
 
     def _preempt(self, call_id: int, now: float) -> None:
-        del self._running[call_id]
+        self._leave_batch(call_id)
         self._enqueue(call_id, now)
         self._decision.preempt.append(call_id)
         self._stats["preemptions"] += 1

@@ -546,7 +546,7 @@ fn running_only(scheduler: &Scheduler, calls: Vec<CallId>, amounts: Vec<f64>) ->
 }
 
 fn is_running(scheduler: &Scheduler, call: CallId) -> bool {
-    scheduler.call(call).is_some_and(|c| c.state == CallState::Running)
+    scheduler.call_state(call) == Some(CallState::Running)
 }
 
 fn note(refused: &mut Vec<String>, result: CoreResult<()>) {

@@ -20,8 +20,8 @@ pub enum CallState {
     Running,
 }
 
-/// Laid out by hand in two cache lines: the first holds what crediting the running batch and
-/// checking queue entries touch, so a step over the batch reads one line per call.
+/// Laid out by hand in two cache lines: the first holds what crediting a call and checking queue
+/// entries touch, so a pass over many calls reads one line per call.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct Call {
@@ -31,7 +31,8 @@ pub struct Call {
     pub promoted: bool,
     /// Its current waiting spell; queue and deadline entries with another ticket are stale.
     ticket: Ticket,
-    /// All engine time the call has had.
+    /// All engine time the call has had. While it runs, the three amounts here lag by what the
+    /// whole batch got since `credited_at` (see `Scheduler::batch_service`).
     pub service: f64,
     /// T_c of the anti-starvation rule (W_c is `starvation_wait`): reset when promoted.
     starvation_service: f64,
@@ -51,15 +52,31 @@ pub struct Call {
     pub waiting_time: f64,
     waiting_since: f64,
     starvation_wait: f64,
-    /// Stamp of the last batch validation that saw this call, to catch ids listed twice.
+    /// Stamp of the last batch validation that saw this call, to catch ids listed twice; the
+    /// decision after `check_protected` passes over the calls it stamped.
     seen_in_batch: u64,
-    /// The last decision the caller protected it in: that decision's swaps pass it over.
-    protected_in: u64,
+    /// While running: `Scheduler::batch_service` when its amounts were last brought up to date.
+    credited_at: f64,
 }
 
 impl Call {
     fn position(&self) -> Position {
         (self.program_order, self.order)
+    }
+
+    /// Gives a running call its share of what the whole batch got since it was last brought up
+    /// to date.
+    fn catch_up(&mut self, batch_service: f64) {
+        let owed = batch_service - self.credited_at;
+        self.service += owed;
+        self.starvation_service += owed;
+        self.quantum_used += owed;
+        self.credited_at = batch_service;
+    }
+
+    /// The batch service at which a running call uses up `quantum`.
+    fn quantum_end(&self, quantum: f64) -> f64 {
+        self.credited_at + (quantum - self.quantum_used)
     }
 }
 
@@ -118,6 +135,14 @@ pub struct Scheduler {
     programs: ProgramTable,
     waiting: WaitingQueue,
     deadlines: StarvationDeadlines,
+    /// The service every running call got in whole-batch credits (a step in which every running
+    /// call ran), summed: such a credit only adds to it, so it costs the same for any batch, and a
+    /// call takes its share when it leaves the batch, is credited alone or is read (`Call::catch_up`).
+    /// Back to 0 whenever the batch empties.
+    batch_service: f64,
+    /// No running call's quantum ends before this much batch service (`Call::quantum_end`), so
+    /// a whole-batch credit that stays below it demotes no one without looking at any call.
+    earliest_quantum_end: f64,
     waiting_per_queue: Vec<usize>,
     /// Running calls per queue, so a decision knows without a scan whether anything can swap.
     running_per_queue: Vec<usize>,
@@ -127,8 +152,8 @@ pub struct Scheduler {
     next_order: u64,
     next_ticket: Ticket,
     next_batch_stamp: u64,
-    /// Decisions made so far; numbers the current one for `Call::protected_in`.
-    decisions: u64,
+    /// The stamp `check_protected` left on the calls the next decision must not swap out.
+    protected_stamp: u64,
     last_now: f64,
     stats: Stats,
     decision: Decision,
@@ -191,6 +216,8 @@ impl Scheduler {
             programs: ProgramTable::default(),
             waiting: WaitingQueue::new(queues),
             deadlines: StarvationDeadlines::default(),
+            batch_service: 0.0,
+            earliest_quantum_end: f64::INFINITY,
             waiting_per_queue: vec![0; queues],
             running_per_queue: vec![0; queues],
             running: RunningBatch::default(),
@@ -198,7 +225,7 @@ impl Scheduler {
             next_order: 0,
             next_ticket: 0,
             next_batch_stamp: 0,
-            decisions: 0,
+            protected_stamp: 0,
             last_now: f64::NEG_INFINITY,
             stats: Stats::default(),
             decision: Decision::default(),
@@ -242,8 +269,17 @@ impl Scheduler {
         &self.waiting_per_queue
     }
 
-    pub fn call(&self, call: CallId) -> Option<&Call> {
-        self.calls.get(call)
+    /// A live call, with its amounts brought up to date if it runs.
+    pub fn call(&self, call: CallId) -> Option<Call> {
+        let mut call = self.calls.get(call)?.clone();
+        if call.state == CallState::Running {
+            call.catch_up(self.batch_service);
+        }
+        Some(call)
+    }
+
+    pub fn call_state(&self, call: CallId) -> Option<CallState> {
+        Some(self.calls.get(call)?.state)
     }
 
     pub fn program(&self, program: ProgramId) -> Option<&Program> {
@@ -347,25 +383,23 @@ impl Scheduler {
         check_amounts(calls, amounts)?;
         self.check_listed(calls, Some(CallState::Running))?;
         self.last_now = now;
-        let stamp = self.next_batch_stamp; // what check_listed left on the listed calls
-        let running = std::mem::take(&mut self.running);
+        // The listed calls take their share of the batch so far and sit this credit out.
         let listed = std::mem::take(&mut self.listed);
-        // A step lists the few calls that prefilled: looking them up in the list leaves every
-        // other call's second cache line (where the stamp is) untouched.
-        let is_listed = |calls: &CallTable, slot: Slot| {
-            if listed.len() <= FEW_LISTED {
-                listed.contains(&slot)
-            } else {
-                calls[slot].seen_in_batch == stamp
-            }
-        };
-        for &slot in running.slots() {
-            if !is_listed(&self.calls, slot) {
-                self.credit_one(slot, seconds);
-            }
+        for &slot in &listed {
+            self.calls[slot].catch_up(self.batch_service);
         }
+        self.batch_service += seconds;
+        for &slot in &listed {
+            self.calls[slot].credited_at = self.batch_service;
+        }
+        // A step lists the few calls that prefilled: a scan of the list finds them; more, the
+        // stamp check_listed left on them.
+        let stamp = self.next_batch_stamp;
+        let few = listed.len() <= FEW_LISTED;
+        self.demote_reached(
+            |calls, slot| if few { listed.contains(&slot) } else { calls[slot].seen_in_batch == stamp },
+        );
         self.listed = listed;
-        self.running = running;
         self.credit_listed_each(amounts);
         Ok(())
     }
@@ -454,7 +488,7 @@ impl Scheduler {
         self.check_now(now)?;
         self.check_protected(protected, None, &[])?;
         self.last_now = now;
-        self.decide(now, capacity, protected);
+        self.decide(now, capacity);
         Ok(&self.decision)
     }
 
@@ -487,7 +521,7 @@ impl Scheduler {
         for call in input.new_calls {
             self.insert_call(call, now);
         }
-        self.decide(now, capacity, input.protected);
+        self.decide(now, capacity);
         Ok(&self.decision)
     }
 
@@ -576,6 +610,8 @@ impl Scheduler {
             }
             call.seen_in_batch = stamp;
         }
+        // Nothing stamps calls again before the decision that this one guards.
+        self.protected_stamp = stamp;
         Ok(())
     }
 
@@ -611,7 +647,7 @@ impl Scheduler {
 
     /// ATLAS: the critical path through `parent` so far (its priority plus its service).
     fn parent_path(&self, program: ProgramId, parent: CallId) -> Option<f64> {
-        match self.calls.get(parent) {
+        match self.call(parent) {
             Some(call) if call.program == program => Some(call.priority + call.service),
             _ => self.programs.get(program)?.finished_paths.get(&parent).copied(),
         }
@@ -658,7 +694,7 @@ impl Scheduler {
             starvation_wait: 0.0,
             starvation_service: 0.0,
             seen_in_batch: 0,
-            protected_in: 0,
+            credited_at: 0.0,
         };
         let slot = self.calls.insert(new.call, call);
         self.enqueue_waiting(slot, now);
@@ -727,23 +763,52 @@ impl Scheduler {
         }
     }
 
+    /// Starts a running spell: the batch service so far is none of the call's.
     fn add_running(&mut self, slot: Slot) {
         let call = &mut self.calls[slot];
         call.state = CallState::Running;
+        call.credited_at = self.batch_service;
         self.running_per_queue[call.queue] += 1;
         self.running.push(self.calls.id(slot), slot);
+        self.note_quantum_end(slot);
     }
 
+    /// Ends a running spell, the call's amounts brought up to date.
     fn remove_running(&mut self, slot: Slot) {
+        let call = &mut self.calls[slot];
+        call.catch_up(self.batch_service);
+        self.running_per_queue[call.queue] -= 1;
         self.running.remove(slot);
-        self.running_per_queue[self.calls[slot].queue] -= 1;
+        if self.running.len() == 0 {
+            // Nothing owes the counter anything: start it afresh, so it never grows past what
+            // one busy spell of the engine adds.
+            self.batch_service = 0.0;
+            self.earliest_quantum_end = f64::INFINITY;
+        }
     }
 
+    /// Every running call got `seconds`: O(1) until some call's quantum may have run out.
     fn credit_running(&mut self, seconds: f64) {
-        // Taken out and put back so the slots can be read while calls change; no allocation.
+        self.batch_service += seconds;
+        self.demote_reached(|_, _| false);
+    }
+
+    /// Demotes, in batch order (the order crediting each call in turn demoted them in, which
+    /// orders them in their new queue), the running calls whose quanta `batch_service` has reached,
+    /// except those `sits_out` names; then finds the earliest quantum end again.
+    fn demote_reached(&mut self, sits_out: impl Fn(&CallTable, Slot) -> bool) {
+        if self.batch_service < self.earliest_quantum_end {
+            return;
+        }
         let running = std::mem::take(&mut self.running);
+        self.earliest_quantum_end = f64::INFINITY;
         for &slot in running.slots() {
-            self.credit_one(slot, seconds);
+            let reached = self.quantum_end(slot) <= self.batch_service;
+            if reached && !sits_out(&self.calls, slot) {
+                self.calls[slot].catch_up(self.batch_service);
+                self.demote(slot);
+            }
+            self.note_quantum_end(slot);
         }
         self.running = running;
     }
@@ -766,22 +831,46 @@ impl Scheduler {
         self.listed = listed;
     }
 
+    /// Credits one running call alone: its share of the batch first, then `seconds`.
     fn credit_one(&mut self, slot: Slot, seconds: f64) {
         let last_queue = self.config.num_queues() - 1;
         let call = &mut self.calls[slot];
+        call.catch_up(self.batch_service);
         call.service += seconds;
         call.starvation_service += seconds;
         call.quantum_used += seconds;
         if call.queue < last_queue && call.quantum_used >= self.config.quanta[call.queue] {
-            // Demoted to the tail of the next queue, with a fresh quantum.
-            self.running_per_queue[call.queue] -= 1;
-            self.running_per_queue[call.queue + 1] += 1;
-            call.queue += 1;
-            call.quantum_used = 0.0;
-            self.next_order += 1;
-            call.order = self.next_order;
-            self.stats.demotions += 1;
+            self.demote(slot);
         }
+        self.note_quantum_end(slot);
+    }
+
+    /// A running call that used up its quantum goes to the tail of the next queue, with a fresh one.
+    fn demote(&mut self, slot: Slot) {
+        let call = &mut self.calls[slot];
+        self.running_per_queue[call.queue] -= 1;
+        self.running_per_queue[call.queue + 1] += 1;
+        call.queue += 1;
+        call.quantum_used = 0.0;
+        self.next_order += 1;
+        call.order = self.next_order;
+        self.stats.demotions += 1;
+    }
+
+    /// Where a running call's quantum ends on `batch_service` (never, in the last queue).
+    fn quantum_end(&self, slot: Slot) -> f64 {
+        let call = &self.calls[slot];
+        if call.queue + 1 < self.config.num_queues() {
+            call.quantum_end(self.config.quanta[call.queue])
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// Keeps `earliest_quantum_end` at or below a running call's quantum end. Ends that move
+    /// later (a call leaves or is demoted) leave it early, which costs one needless look.
+    fn note_quantum_end(&mut self, slot: Slot) {
+        self.earliest_quantum_end = self.earliest_quantum_end.min(self.quantum_end(slot));
     }
 
     fn finish(&mut self, slot: Slot, now: f64) {
@@ -832,12 +921,12 @@ impl Scheduler {
 
     /// `least_urgent_running` among the calls this decision may swap out.
     fn least_urgent_unprotected_running(&self) -> Option<Slot> {
-        let decision = self.decisions;
+        let protected = self.protected_stamp;
         self.running
             .slots()
             .iter()
             .copied()
-            .filter(|&slot| self.calls[slot].protected_in != decision)
+            .filter(|&slot| self.calls[slot].seen_in_batch != protected)
             .max_by_key(|&slot| self.urgency(slot))
     }
 
@@ -845,15 +934,6 @@ impl Scheduler {
     fn urgency(&self, slot: Slot) -> (usize, Position) {
         let call = &self.calls[slot];
         (call.queue, call.position())
-    }
-
-    /// Numbers a new decision and marks its protected calls; no set to build or clear.
-    fn protect(&mut self, protected: &[CallId]) {
-        self.decisions += 1;
-        for &id in protected {
-            let slot = self.validated_slot(id);
-            self.calls[slot].protected_in = self.decisions;
-        }
     }
 
     fn least_urgent_running_queue(&self) -> Option<usize> {
@@ -893,8 +973,8 @@ impl Scheduler {
         }
     }
 
-    fn decide(&mut self, now: f64, capacity: usize, protected: &[CallId]) {
-        self.protect(protected);
+    /// Decides with the calls the last `check_protected` stamped protected.
+    fn decide(&mut self, now: f64, capacity: usize) {
         self.decision.admit.clear();
         self.decision.preempt.clear();
         self.decision.promoted.clear();

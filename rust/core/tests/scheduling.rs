@@ -395,6 +395,46 @@ fn ran_all_credits_every_running_call() {
 }
 
 #[test]
+fn a_whole_batch_credit_demotes_in_batch_order_as_crediting_each_call_in_turn_does() {
+    // Calls 1, 2, 3 run in that order; 3 and 1 use up queue 0's 1 s quantum in the same step.
+    let mut s = scheduler(Policy::Mlfq);
+    for call in 1..=3 {
+        s.add_call(call, call, 0.0, &[]).unwrap();
+    }
+    s.schedule(0.0, 3).unwrap();
+    s.record_service(&[1, 3], 0.5, 0.5).unwrap(); // alone: 1 and 3 have 0.5 s, 2 none
+    s.record_service(&[1, 2, 3], 0.5, 1.0).unwrap(); // the whole batch, in its order
+    let queues: Vec<usize> = (1..=3).map(|c| s.call(c).unwrap().queue).collect();
+    assert_eq!(queues, vec![1, 0, 1]);
+    // In queue 1, 1 went before 3, so with room for one call 3 stops first, then 1.
+    let decision = s.schedule(1.0, 1).unwrap();
+    assert_eq!(decision.preempt, vec![3, 1]);
+    assert_eq!(s.running(), &[2]);
+}
+
+#[test]
+fn lone_and_whole_batch_credits_add_up_to_each_call_s_own_service() {
+    let mut s = scheduler(Policy::Plas);
+    for call in 1..=3 {
+        s.add_call(call, 100, 0.0, &[]).unwrap();
+    }
+    s.schedule(0.0, 3).unwrap();
+    s.record_service_running(0.25, 0.25).unwrap();
+    s.record_service_each(&[2], &[0.125], 0.25).unwrap();
+    s.record_service_running_except(0.25, &[3], &[0.5], 0.5).unwrap();
+    let service: Vec<f64> = (1..=3).map(|c| s.call(c).unwrap().service).collect();
+    assert_eq!(service, vec![0.5, 0.625, 0.75], "read while running, each has its own total");
+    // Leaving the batch keeps it; coming back, a call owes nothing for what others got meanwhile.
+    s.finish_calls(&[1], 0.5).unwrap();
+    s.schedule(0.5, 1).unwrap(); // 3 stops
+    s.record_service_running(0.25, 0.75).unwrap();
+    s.schedule(0.75, 2).unwrap(); // 3 runs again
+    s.record_service_running(0.25, 1.0).unwrap();
+    assert_eq!(s.program(100).unwrap().attained_service, 0.5);
+    assert_eq!((s.call(2).unwrap().service, s.call(3).unwrap().service), (1.125, 1.0));
+}
+
+#[test]
 fn bad_input_is_rejected_with_typed_errors() {
     let mut s = scheduler(Policy::Plas);
     s.add_call(1, 1, 5.0, &[]).unwrap();

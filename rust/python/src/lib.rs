@@ -312,7 +312,7 @@ impl Scheduler {
     }
 
     fn __contains__(&self, call_id: u64) -> bool {
-        self.inner.call(call_id).is_some()
+        self.inner.call_state(call_id).is_some()
     }
 
     fn __repr__(&self) -> String {
