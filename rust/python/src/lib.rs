@@ -5,6 +5,7 @@
 mod admission_queue;
 mod engine_adapter;
 mod ids;
+mod null_scheduler;
 mod vllm_hooks;
 
 use autellix_sched as core;
@@ -416,6 +417,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine_adapter::EngineAdapter>()?;
     m.add_class::<admission_queue::AdmissionQueue>()?;
     m.add_class::<vllm_hooks::VllmHooks>()?;
+    m.add_class::<null_scheduler::NullScheduler>()?;
     m.add_class::<vllm_hooks::PyPreemptionGuard>()?;
     m.add_function(wrap_pyfunction!(vllm_hooks::recompute_tokens, m)?)?;
     m.add("SchedulerError", py.get_type::<SchedulerError>())?;
