@@ -153,7 +153,8 @@ class NullScheduler:
     costs before the core does anything."""
 
     def __init__(self) -> None:
-        self.arrived: deque[int] = deque()
+        self.arrived: list[int] = []
+        self.admitted = 0  # arrivals before this index were admitted (one slice a step, no shifting)
         self.running = 0
 
     def add_call(self, call_id: int, program_id: int, now: float) -> None:
@@ -166,9 +167,10 @@ class NullScheduler:
         self.running -= 1
 
     def schedule(self, now: float, capacity: int) -> list[int]:
-        room = min(capacity - self.running, len(self.arrived))
-        self.running += room
-        return [self.arrived.popleft() for _ in range(room)]
+        admit = self.arrived[self.admitted : self.admitted + capacity - self.running]
+        self.admitted += len(admit)
+        self.running += len(admit)
+        return admit
 
 
 def measure_call_by_call(make, config: Config, steps: int, seed: int) -> list[int]:

@@ -140,8 +140,12 @@ pub struct Scheduler {
     /// call takes its share when it leaves the batch, is credited alone or is read (`Call::catch_up`).
     /// Back to 0 whenever the batch empties.
     batch_service: f64,
-    /// No running call's quantum ends before this much batch service (`Call::quantum_end`), so
-    /// a whole-batch credit that stays below it demotes no one without looking at any call.
+    /// Where each running call's quantum ends on `batch_service` (`Call::quantum_end`; never in
+    /// the last queue), by slot: a look for calls to demote reads these, not the calls. Slots of
+    /// calls not running hold leftovers.
+    quantum_ends: Vec<f64>,
+    /// No running call's quantum ends before this, so a whole-batch credit that stays below it
+    /// demotes no one without looking at any call.
     earliest_quantum_end: f64,
     waiting_per_queue: Vec<usize>,
     /// Running calls per queue, so a decision knows without a scan whether anything can swap.
@@ -217,6 +221,7 @@ impl Scheduler {
             waiting: WaitingQueue::new(queues),
             deadlines: StarvationDeadlines::default(),
             batch_service: 0.0,
+            quantum_ends: Vec::new(),
             earliest_quantum_end: f64::INFINITY,
             waiting_per_queue: vec![0; queues],
             running_per_queue: vec![0; queues],
@@ -795,7 +800,8 @@ impl Scheduler {
 
     /// Demotes, in batch order (the order crediting each call in turn demoted them in, which
     /// orders them in their new queue), the running calls whose quanta `batch_service` has reached,
-    /// except those `sits_out` names; then finds the earliest quantum end again.
+    /// and finds the earliest quantum end again; calls that `sits_out` names are passed over (the
+    /// caller credits them next).
     fn demote_reached(&mut self, sits_out: impl Fn(&CallTable, Slot) -> bool) {
         if self.batch_service < self.earliest_quantum_end {
             return;
@@ -803,12 +809,16 @@ impl Scheduler {
         let running = std::mem::take(&mut self.running);
         self.earliest_quantum_end = f64::INFINITY;
         for &slot in running.slots() {
-            let reached = self.quantum_end(slot) <= self.batch_service;
-            if reached && !sits_out(&self.calls, slot) {
+            if sits_out(&self.calls, slot) {
+                continue;
+            }
+            if self.quantum_ends[slot] <= self.batch_service {
                 self.calls[slot].catch_up(self.batch_service);
                 self.demote(slot);
+                self.note_quantum_end(slot);
+            } else {
+                self.earliest_quantum_end = self.earliest_quantum_end.min(self.quantum_ends[slot]);
             }
-            self.note_quantum_end(slot);
         }
         self.running = running;
     }
@@ -857,20 +867,20 @@ impl Scheduler {
         self.stats.demotions += 1;
     }
 
-    /// Where a running call's quantum ends on `batch_service` (never, in the last queue).
-    fn quantum_end(&self, slot: Slot) -> f64 {
+    /// Puts down where a running call's quantum ends, as its amounts stand. `earliest_quantum_end`
+    /// may then be too early (an end moved later, or its call left), which costs one needless look.
+    fn note_quantum_end(&mut self, slot: Slot) {
         let call = &self.calls[slot];
-        if call.queue + 1 < self.config.num_queues() {
+        let end = if call.queue + 1 < self.config.num_queues() {
             call.quantum_end(self.config.quanta[call.queue])
         } else {
             f64::INFINITY
+        };
+        if slot >= self.quantum_ends.len() {
+            self.quantum_ends.resize(slot + 1, f64::INFINITY);
         }
-    }
-
-    /// Keeps `earliest_quantum_end` at or below a running call's quantum end. Ends that move
-    /// later (a call leaves or is demoted) leave it early, which costs one needless look.
-    fn note_quantum_end(&mut self, slot: Slot) {
-        self.earliest_quantum_end = self.earliest_quantum_end.min(self.quantum_end(slot));
+        self.quantum_ends[slot] = end;
+        self.earliest_quantum_end = self.earliest_quantum_end.min(end);
     }
 
     fn finish(&mut self, slot: Slot, now: f64) {
