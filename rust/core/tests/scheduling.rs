@@ -12,6 +12,16 @@ fn scheduler_with_beta(policy: Policy, beta: f64) -> Scheduler {
     Scheduler::new(SchedulerConfig::new(policy, boundaries, None, Some(beta), None).unwrap())
 }
 
+/// Calls 1..=n, each of a program of its own, all admitted (in that order).
+fn all_running(policy: Policy, n: u64) -> Scheduler {
+    let mut s = scheduler(policy);
+    for call in 1..=n {
+        s.add_call(call, call, 0.0, &[]).unwrap();
+    }
+    assert_eq!(s.schedule(0.0, n as usize).unwrap().admit.len(), n as usize);
+    s
+}
+
 /// Runs `call` alone for `seconds` and finishes it, so its program gains that much service.
 fn serve_and_finish(s: &mut Scheduler, call: u64, program: u64, now: f64, seconds: f64) {
     s.add_call(call, program, now, &[]).unwrap();
@@ -188,11 +198,7 @@ fn preempted_call_keeps_its_place() {
 
 #[test]
 fn shrinking_capacity_preempts_the_least_urgent() {
-    let mut s = scheduler(Policy::Mlfq);
-    for call in 1..=3 {
-        s.add_call(call, call, 0.0, &[]).unwrap();
-    }
-    s.schedule(0.0, 3).unwrap();
+    let mut s = all_running(Policy::Mlfq, 3);
     assert_eq!(s.schedule(0.0, 1).unwrap().preempt, vec![3, 2]);
     assert_eq!(s.running(), &[1]);
 }
@@ -397,11 +403,7 @@ fn ran_all_credits_every_running_call() {
 #[test]
 fn a_whole_batch_credit_demotes_in_batch_order_as_crediting_each_call_in_turn_does() {
     // Calls 1, 2, 3 run in that order; 3 and 1 use up queue 0's 1 s quantum in the same step.
-    let mut s = scheduler(Policy::Mlfq);
-    for call in 1..=3 {
-        s.add_call(call, call, 0.0, &[]).unwrap();
-    }
-    s.schedule(0.0, 3).unwrap();
+    let mut s = all_running(Policy::Mlfq, 3);
     s.record_service(&[1, 3], 0.5, 0.5).unwrap(); // alone: 1 and 3 have 0.5 s, 2 none
     s.record_service(&[1, 2, 3], 0.5, 1.0).unwrap(); // the whole batch, in its order
     let queues: Vec<usize> = (1..=3).map(|c| s.call(c).unwrap().queue).collect();
