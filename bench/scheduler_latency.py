@@ -436,6 +436,39 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def plot_call_by_call(rows: list[dict], path: Path) -> None:
+    """The per-call step against its floors and the 5x line, one group of bars per configuration."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    series = [
+        ("plain Python", "plain_python", "tab:orange"),
+        ("Rust core", "rust", "tab:blue"),
+        ("FFI floor", "ffi_floor", "tab:gray"),
+        ("interpreter floor", "interpreter_floor", "lightgray"),
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(series)
+    for i, (label, key, color) in enumerate(series):
+        xs = [n + (i - 1.5) * width for n in range(len(rows))]
+        ax.bar(xs, [r[key]["median_us"] for r in rows], width, label=label, color=color)
+    for n, r in enumerate(rows):
+        ax.hlines(r["plain_python"]["median_us"] / 5, n - 0.45, n + 0.45, colors="black", linestyles="dashed",
+                  label="5x faster than plain Python" if n == 0 else None)
+    ax.set_xticks(range(len(rows)), [f"{r['policy']}, {r['programs']} programs" for r in rows])
+    ax.set(ylabel="median time per step (us)")
+    ax.set_title(f"Per-call API: one step of {rows[0]['batch']} running, {rows[0]['churn']} finishes and arrivals, "
+                 f"{rows[0]['queued']} queued")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a small grid and few steps (smoke run)")
@@ -510,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         header + markdown + "\n\nGrowth with queue size:\n" + "\n".join(growth_lines) + by_call_section
     )
     plot(rows, args.out.with_suffix(".png"))
+    plot_call_by_call(by_call, args.out.parent / f"{args.out.name}-call-by-call.png")
     print(header + markdown)
     print("\n".join(growth_lines))
     print(by_call_section)

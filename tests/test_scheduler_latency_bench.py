@@ -46,9 +46,11 @@ def test_the_ffi_floor_admits_into_the_free_capacity_and_decides_nothing_else():
     assert floor.schedule(2.0, 3).admit == [], "the batch is full"
 
 
-def test_the_call_by_call_row_reads_the_core_against_the_ffi_floor():
+def test_the_call_by_call_row_reads_the_core_against_the_ffi_floor(tmp_path):
     config = bench.Config(queued=50, programs=5, policy="plas", batch=8, churn=2, ran="list")
     row = bench.run_call_by_call(config, repeats=1, steps=10)
+    bench.plot_call_by_call([row], tmp_path / "call-by-call.png")
+    assert (tmp_path / "call-by-call.png").stat().st_size > 0
     assert row["ffi_floor"]["runs"] == 1
     assert row["five_x_budget_us"] == row["plain_python"]["median_us"] / 5 - row["ffi_floor"]["median_us"]
     header = bench.call_by_call_table([row]).splitlines()[0]
