@@ -404,7 +404,8 @@ def growth(rows: list[dict]) -> list[dict]:
     return out
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def _pyplot():
+    """matplotlib's pyplot on a file backend, or None (said once per plot) if it is not installed."""
     try:
         import matplotlib
 
@@ -412,6 +413,13 @@ def plot(rows: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         _progress("matplotlib is not installed (pip install -e '.[bench]'): skipping the plot")
+        return None
+    return plt
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    plt = _pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(10, 5))
     for (policy, programs, ran), series in _series(rows).items():
@@ -438,12 +446,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def plot_call_by_call(rows: list[dict], path: Path) -> None:
     """The per-call step against its floors and the 5x line, one group of bars per configuration."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return
     series = [
         ("plain Python", "plain_python", "tab:orange"),

@@ -504,10 +504,9 @@ class ReferenceScheduler:
         """The whole batch in batch order is one whole-batch credit; else each call alone."""
         if list(call_ids) == list(self._running):
             self._batch_service += seconds
-            last_queue = len(self.quanta) - 1
-            for call_id in self._running:
+            for call_id in self._running:  # the last queue's quantum never ends (inf)
                 call = self._calls[call_id]
-                if call.queue < last_queue and self._batch_service >= call.quantum_end:
+                if self._batch_service >= call.quantum_end:
                     call.catch_up(self._batch_service)
                     self._demote(call)
                     self._start_quantum(call)
